@@ -1,0 +1,49 @@
+"""The ``tinyfront`` command line.
+
+Each sub-command lives in ``explorer/commands/<name>.py`` and exposes
+``register(subparsers) -> None``; the parser calls ``args.run(args) -> int``. No TensorFlow is
+imported until a command that needs it runs. Every :class:`TinyfrontError` becomes one line on
+stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from search.errors import TinyfrontError
+
+_COMMAND_MODULES: tuple[str, ...] = (
+    "explorer.commands.targets",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinyfront",
+        description="Search, measure and export small neural networks for microcontrollers and Linux boards.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except TinyfrontError as exc:
+        print(f"tinyfront: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tinyfront: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tinyfront`` CLI, one module each."""

@@ -1,0 +1,31 @@
+"""The one exception hierarchy of tinyfront.
+
+Library code raises these; each boundary translates them (CLI: one line and exit 1,
+IPython magic: ``UsageError``, Streamlit page: ``st.error``).
+"""
+
+from __future__ import annotations
+
+
+class TinyfrontError(Exception):
+    """Base class of every error tinyfront raises for bad input or failed work."""
+
+
+class ConfigError(TinyfrontError):
+    """A targets file, a search space or an option is invalid."""
+
+
+class DataError(TinyfrontError):
+    """A dataset has the wrong shape, type, labels or size."""
+
+
+class CandidateError(TinyfrontError):
+    """A candidate cannot be built, converted or deployed on its target."""
+
+
+class MeasurementError(TinyfrontError):
+    """A model could not be measured (unreadable .tflite, arena too large, ...)."""
+
+
+class ExportError(TinyfrontError):
+    """A bundle cannot be exported for the requested trial or format."""

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from explorer.cli import main
+from search.errors import ConfigError
+from search.targets import RUNTIMES, get_target, load_targets
+
+GOOD = """
+[targets.board]
+description = "a board"
+core = "cortex-m33"
+clock_mhz = 110
+flash_kb = 512
+sram_kb = 256
+runtime = "tflm"
+budget = { app_flash_kb = 128, app_sram_kb = 64, latency_ms = 200 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "my_targets.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_targets_cover_the_required_boards() -> None:
+    targets = load_targets()
+    for name in (
+        "nucleo-l4r5zi",
+        "nucleo-f446re",
+        "stm32l552",
+        "nrf5340",
+        "stm32h743",
+        "ek-ra8d1",
+        "esp32-s3",
+        "raspberry-pi-4",
+        "raspberry-pi-5",
+        "jetson-orin-nano",
+    ):
+        assert name in targets
+    l552 = targets["stm32l552"]
+    assert (l552.flash_kb, l552.sram_kb, l552.clock_mhz, l552.core) == (512, 256, 110, "cortex-m33")
+    assert l552.flash_budget_kb == 384 and l552.sram_budget_kb == 192
+    assert all(t.runtime in RUNTIMES for t in targets.values())
+    assert {t.runtime for t in targets.values() if t.core.startswith("cortex-m")} == {"tflm"}
+    assert targets["raspberry-pi-4"].runtime == "onnxruntime"
+
+
+def test_user_file_loads(tmp_path: Path) -> None:
+    t = get_target("board", write(tmp_path, GOOD))
+    assert t.latency_budget_ms == 200 and t.is_mcu and t.source == "my_targets.toml"
+    t2 = t.with_budgets(flash_budget_kb=100, latency_budget_ms=50)
+    assert t2.flash_budget_kb == 100 and t2.latency_budget_ms == 50 and t2.sram_budget_kb == 192
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('runtime = "tflm"', 'runtime = "tvm"', "unknown runtime 'tvm' (my_targets.toml, target 'board', key 'runtime')"),
+        ("flash_kb = 512", "flash_kb = -3", "flash_kb must be > 0, got -3 (my_targets.toml, target 'board', key 'flash_kb')"),
+        ("sram_kb = 256\n", "", "missing required key (my_targets.toml, target 'board', key 'sram_kb')"),
+        ("clock_mhz = 110", 'clock_mhz = "fast"', "clock_mhz must be a number, got str 'fast'"),
+        ("latency_ms = 200", "latency_ms = 0", "budget.latency_ms must be > 0, got 0"),
+        ("app_flash_kb = 128", "app_flash_kb = 600", "budget.app_flash_kb (600) must be < flash_kb (512)"),
+        ("core =", "cores =", "unknown key 'cores' (my_targets.toml, target 'board', key 'cores')"),
+        ("app_sram_kb = 64", "app_sram_kb = -1", "budget.app_sram_kb must be >= 0, got -1"),
+    ],
+)
+def test_bad_values_name_file_target_and_key(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in GOOD
+    with pytest.raises(ConfigError) as err:
+        load_targets(write(tmp_path, GOOD.replace(old, new)))
+    assert expected in str(err.value)
+
+
+def test_toml_syntax_error_has_line_number(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"TOML syntax error in my_targets.toml: .*line 6"):
+        load_targets(write(tmp_path, GOOD.replace("flash_kb = 512", "flash_kb = = 512")))
+
+
+def test_missing_file_and_unknown_target(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="targets file not found"):
+        load_targets(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="unknown target 'nope'; known targets: board"):
+        get_target("nope", write(tmp_path, GOOD))
+
+
+def test_cli_targets_table(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("stm32l552"))
+    assert line.split()[:8] == ["stm32l552", "cortex-m33", "110", "MHz", "512", "KB", "256", "KB"]
+    assert main(["targets", "--targets", str(write(tmp_path, GOOD.replace("flash_kb = 512", "flash_kb = 0")))]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tinyfront: error: flash_kb must be > 0, got 0 (my_targets.toml, target 'board', key 'flash_kb')"]
+
+
+def test_cli_does_not_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, explorer.cli, search; explorer.cli.build_parser(); print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

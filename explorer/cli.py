@@ -17,6 +17,7 @@ from search.errors import TinyfrontError
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.targets",
+    "explorer.commands.measure",
 )
 
 

@@ -64,7 +64,7 @@ class Target:
         """A copy whose model budgets are overridden (CLI, magic or web form win over the file)."""
         from dataclasses import replace
 
-        changes: dict[str, float] = {}
+        changes: dict[str, Any] = {}
         if flash_budget_kb is not None:
             _check_positive(flash_budget_kb, "flash budget (KB)", self)
             changes["app_flash_kb"] = self.flash_kb - flash_budget_kb

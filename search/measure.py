@@ -1,0 +1,99 @@
+"""Everything tinyfront reports about a .tflite on a microcontroller target, each figure labelled.
+
+- flash: the model C array (measured) + TFLM/CMSIS-NN code (estimated), :mod:`search.flash`;
+- arena: the smallest TFLM arena, bisected with the real interpreter here, :mod:`search.tflm`;
+- sram: the 32-bit arena + an estimate of CMSIS-NN kernel scratch + runtime overhead (estimated);
+- latency: the per-layer cost model of :mod:`search.latency_model` (estimated).
+
+SRAM beyond the arena (documented estimates):
+
+- CMSIS-NN scratch: the host runs reference kernels, which request no scratch; on a Cortex-M the
+  CMSIS-NN convolutions do. ``arm_convolve_s8`` (DSP) asks for 2 im2col columns of int16,
+  ``4 * k_h * k_w * in_c`` bytes, ``arm_depthwise_conv_s8_opt`` for ``2 * k_h * k_w * in_c``.
+  Scratch lives in the arena head only while its op runs, so the peak grows by at most the largest
+  request: :func:`cmsis_scratch_bytes` adds that maximum (an upper bound: 1x1 convolutions need none).
+- :data:`RUNTIME_SRAM_OVERHEAD_BYTES` (4 KB): the MicroInterpreter and MicroMutableOpResolver
+  objects (~1 KB on a 32-bit MCU) and ~3 KB of stack used by ``Invoke()`` through the kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from search.errors import CandidateError
+from search.figures import Figure
+from search.flash import flash_estimate
+from search.latency_model import estimate_mcu_latency
+from search.targets import Target
+from search.tflite_graph import GraphInfo, parse_tflite
+from search.tflm import ArenaMeasurement, measure_arena
+
+RUNTIME_SRAM_OVERHEAD_BYTES = 4 * 1024
+#: Stated error of the SRAM figure beyond the measured arena (the scratch and overhead estimates).
+SRAM_EXTRA_ERROR_PCT = 50.0
+
+
+@dataclass(frozen=True)
+class ModelMeasurement:
+    """Flash, SRAM, arena and latency of one model on one MCU target, plus its graph summary."""
+
+    flash: dict[str, Figure]
+    sram: Figure
+    arena: ArenaMeasurement
+    latency: Figure
+    graph: GraphInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flash": {k: v.to_dict() for k, v in self.flash.items()},
+            "sram": self.sram.to_dict(),
+            "arena": self.arena.to_dict(),
+            "latency": self.latency.to_dict(),
+            "graph": self.graph.to_dict(),
+        }
+
+
+def cmsis_scratch_bytes(graph: GraphInfo) -> int:
+    """Largest CMSIS-NN (DSP extension) scratch buffer any conv layer of ``graph`` requests (estimate)."""
+    largest = 0
+    for layer in graph.layers:
+        if not layer.macs or len(layer.output_shape) != 4:
+            continue
+        per_output = layer.macs // max(1, math.prod(layer.output_shape[1:]))  # k_h*k_w*in_c or k_h*k_w
+        if layer.op == "CONV_2D":
+            largest = max(largest, 4 * per_output)
+        elif layer.op == "DEPTHWISE_CONV_2D":
+            largest = max(largest, 2 * per_output * layer.output_shape[-1])
+    return largest
+
+
+def measure_tflite(model: bytes, target: Target) -> ModelMeasurement:
+    """Measure ``model`` for the TFLite Micro target ``target`` (CandidateError for other runtimes)."""
+    if not target.is_mcu:
+        raise CandidateError(
+            f"measure_tflite measures TFLite Micro targets: expected runtime 'tflm', found '{target.runtime}' "
+            f"(target '{target.name}')"
+        )
+    model = bytes(model)
+    graph = parse_tflite(model)
+    arena = measure_arena(model)
+    scratch = cmsis_scratch_bytes(graph)
+    extra = scratch + RUNTIME_SRAM_OVERHEAD_BYTES
+    sram_bytes = arena.arena_bytes_32bit + extra
+    sram = Figure(
+        round(sram_bytes / 1024, 2),
+        "kB",
+        "estimated",
+        f"TFLM arena {arena.arena_bytes:,} B measured here, {arena.arena_bytes_32bit:,} B for 32-bit pointers, "
+        f"+ CMSIS-NN scratch {scratch:,} B + interpreter/stack {RUNTIME_SRAM_OVERHEAD_BYTES:,} B (estimates)",
+        error_pct=round(SRAM_EXTRA_ERROR_PCT * extra / sram_bytes, 1),
+    )
+    return ModelMeasurement(
+        flash=flash_estimate(model, graph),
+        sram=sram,
+        arena=arena,
+        latency=estimate_mcu_latency(graph, target.core, target.clock_mhz),
+        graph=graph,
+    )

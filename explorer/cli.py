@@ -18,6 +18,7 @@ from search.errors import TinyfrontError
 _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.targets",
     "explorer.commands.measure",
+    "explorer.commands.evaluate",
     "explorer.commands.export",
 )
 

@@ -97,7 +97,10 @@ def _try_allocate(model: bytes, arena_size: int) -> tuple[Any | None, str]:
     runtime = _runtime()
     with _capture_fd2() as printed:
         try:
-            return runtime.Interpreter.from_bytes(model, arena_size=int(arena_size)), ""
+            interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(arena_size))
+            # The C++ interpreter reads the flatbuffer in place: keep the bytes alive as long as it lives.
+            interpreter._tinyfront_model = model
+            return interpreter, ""
         except Exception as exc:  # the wrapper raises RuntimeError; corrupt files raise struct.error etc.
             error = str(exc).split("[RecordingMicroAllocator]")[0].strip()
     reason = " ".join(line.strip() for line in printed[0].splitlines() if "RecordingMicroAllocator" not in line)
@@ -147,12 +150,15 @@ def measure_arena(model: bytes, *, resolution: int = 16) -> ArenaMeasurement:
     # The recorded total is where the search starts; bisection then finds the real minimum, which
     # can exceed the total for tiny models: the memory planner's temporary buffers (freed after
     # planning) must fit too (AD01: total 3,984 B, smallest arena that allocates 4,634 B).
-    hi = breakdown.get("total", HUGE_ARENA_BYTES)
+    # No arena below the recorded total can allocate (it is what the allocator placed), and probing
+    # below it is unsafe: the host build segfaults on some such arenas (seen at total - 206 B).
+    # So the search runs between the total (known to fail or to be the answer) and upwards.
+    total = breakdown.get("total", HUGE_ARENA_BYTES)
+    if _try_allocate(model, total)[0] is not None:
+        return ArenaMeasurement(arena_bytes=total, arena_bytes_32bit=_to_32bit(total, breakdown), breakdown=breakdown)
+    lo, hi = total, total
     while _try_allocate(model, hi)[0] is None:
-        hi = min(HUGE_ARENA_BYTES, hi + max(resolution, hi // 16))
-    lo = max(MIN_ARENA_BYTES - 1, hi - 64 * resolution)
-    if _try_allocate(model, lo)[0] is not None:
-        lo = MIN_ARENA_BYTES - 1
+        lo, hi = hi, min(HUGE_ARENA_BYTES, hi + max(resolution, hi // 16))
     while hi - lo > resolution:
         mid = (lo + hi) // 2
         if _try_allocate(model, mid)[0] is None:

@@ -1,0 +1,122 @@
+"""Convert a trained tf_keras model to the artifact its target runs.
+
+* TFLite (TFLite Micro and LiteRT targets): float32, float16 (weights), full-integer int8 with
+  int8 input/output (post-training, calibrated on the representative set), int8 from a
+  quantisation-aware model, and int16x8 (int16 activations, int8 weights).
+* ONNX (ONNX Runtime targets): tf2onnx from the Keras model (float32), then
+  ``onnxruntime.quantization.quantize_static`` (QDQ) for int8 / int16x8 with the representative
+  set, or ``onnxruntime.transformers.float16`` for float16. A quantisation-aware model converts
+  through tf2onnx, which turns its fake-quant nodes into QuantizeLinear/DequantizeLinear pairs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search import _lazy
+from search.errors import CandidateError
+
+if TYPE_CHECKING:
+    import tf_keras
+
+
+def _representative(x_rep: np.ndarray) -> Any:
+    def gen() -> Iterator[list[np.ndarray]]:
+        for sample in x_rep:
+            yield [sample[np.newaxis, ...].astype(np.float32)]
+
+    return gen
+
+
+def to_tflite(model: tf_keras.Model, precision: str, x_rep: np.ndarray) -> bytes:
+    """Convert ``model`` to a .tflite flatbuffer at ``precision``.
+
+    ``int8`` and ``int8_qat`` give full-integer models with int8 input and output (what TFLite
+    Micro and CMSIS-NN want); ``int16x8`` keeps int16 input/output.
+    """
+    tf = _lazy.tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "float32":
+        pass
+    elif precision == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision in ("int8", "int8_qat"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(x_rep)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif precision == "int16x8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(x_rep)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
+    else:
+        raise CandidateError(f"unknown precision '{precision}'")
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # the converter raises many unrelated types
+        raise CandidateError(f"TFLite conversion to {precision} failed: {_one_line(exc)}") from exc
+
+
+class _Reader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over the representative set."""
+
+    def __init__(self, input_name: str, x_rep: np.ndarray) -> None:
+        self._items = iter([{input_name: s[np.newaxis, ...].astype(np.float32)} for s in x_rep])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def to_onnx(model: tf_keras.Model, precision: str, x_rep: np.ndarray, out_path: Path) -> None:
+    """Convert ``model`` to ONNX at ``precision`` and write it to ``out_path``."""
+    tf = _lazy.tensorflow()
+    tf2onnx = _lazy.require("tf2onnx")
+    onnx = _lazy.require("onnx")
+    spec = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="input"),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    except Exception as exc:
+        raise CandidateError(f"ONNX conversion failed: {_one_line(exc)}") from exc
+    if precision in ("float32", "int8_qat"):
+        onnx.save(proto, str(out_path))
+        return
+    if precision == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx.save(convert_float_to_float16(proto, keep_io_types=True), str(out_path))
+        return
+    if precision not in ("int8", "int16x8"):
+        raise CandidateError(f"unknown precision '{precision}'")
+    quant = _lazy.require("onnxruntime.quantization")
+    activation = quant.QuantType.QInt8 if precision == "int8" else quant.QuantType.QInt16
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        onnx.save(proto, str(float_path))
+        try:
+            quant.quantize_static(
+                str(float_path),
+                str(out_path),
+                _Reader(proto.graph.input[0].name, x_rep),
+                quant_format=quant.QuantFormat.QDQ,
+                activation_type=activation,
+                weight_type=quant.QuantType.QInt8,
+                per_channel=True,
+            )
+        except Exception as exc:
+            raise CandidateError(f"ONNX Runtime static quantisation ({precision}) failed: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]

@@ -19,7 +19,12 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.targets",
     "explorer.commands.measure",
     "explorer.commands.evaluate",
+    "explorer.commands.search",
+    "explorer.commands.worker",
+    "explorer.commands.front",
+    "explorer.commands.recheck",
     "explorer.commands.export",
+    "explorer.commands.app",
 )
 
 

@@ -59,8 +59,16 @@ def test_user_file_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('runtime = "tflm"', 'runtime = "tvm"', "unknown runtime 'tvm' (my_targets.toml, target 'board', key 'runtime')"),
-        ("flash_kb = 512", "flash_kb = -3", "flash_kb must be > 0, got -3 (my_targets.toml, target 'board', key 'flash_kb')"),
+        (
+            'runtime = "tflm"',
+            'runtime = "tvm"',
+            "unknown runtime 'tvm' (my_targets.toml, target 'board', key 'runtime')",
+        ),
+        (
+            "flash_kb = 512",
+            "flash_kb = -3",
+            "flash_kb must be > 0, got -3 (my_targets.toml, target 'board', key 'flash_kb')",
+        ),
         ("sram_kb = 256\n", "", "missing required key (my_targets.toml, target 'board', key 'sram_kb')"),
         ("clock_mhz = 110", 'clock_mhz = "fast"', "clock_mhz must be a number, got str 'fast'"),
         ("latency_ms = 200", "latency_ms = 0", "budget.latency_ms must be > 0, got 0"),

@@ -1,0 +1,196 @@
+"""Search efficiency: hypervolume after N trials per sampler, as a fraction of the exhaustive grid's.
+
+1. Evaluate every candidate of a small discrete demo space ONCE for real (train, prune, convert,
+   measure with ``search.candidate.evaluate_candidate``; base models reused across sparsity and
+   precision) and cache the results in ``<out>/grid-<key>.json``. Later runs reuse that file; the
+   key covers the space, target, dataset, training settings and the source of ``search/``.
+2. Run each sampler (tinyfront's own ``make_sampler`` and ``suggest``) against that lookup table
+   for several seeds: a trial's objective values and constraints are the grid's real measurements
+   of the point it suggests. Hypervolume is ``search.front.budget_hypervolume`` of the feasible
+   front (the fraction of the budget box dominated), divided by the full grid's.
+
+Prints ratios (median over seeds) and distinct evaluations; asserts nothing.
+
+    python benchmarks/search_efficiency.py                      # 24-point grid, 6 trials, 9 seeds
+    python benchmarks/search_efficiency.py --trials 4,6,8,12 --seeds 25 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import optuna  # noqa: E402
+
+from search.front import budget_hypervolume  # noqa: E402
+from search.result import OBJECTIVES, CandidateResult, CandidateSpec  # noqa: E402
+from search.space import SearchSpace, suggest  # noqa: E402
+from search.study import DEFAULT_OBJECTIVES, make_sampler  # noqa: E402
+from search.targets import Target, get_target  # noqa: E402
+
+Key = tuple[float, float, str]
+SEARCH_DIR = Path(__file__).resolve().parents[1] / "search"
+
+
+def _grid(space: SearchSpace) -> list[Key]:
+    assert space.width_step and space.sparsity_step and space.precisions
+    nw = round((space.width_max - space.width_min) / space.width_step) + 1
+    ns = round((space.sparsity_max - space.sparsity_min) / space.sparsity_step) + 1
+    widths = [round(space.width_min + i * space.width_step, 6) for i in range(nw)]
+    sparsities = [round(space.sparsity_min + i * space.sparsity_step, 6) for i in range(ns)]
+    return list(product(widths, sparsities, space.precisions))
+
+
+def evaluate_grid(
+    space: SearchSpace, target: Target, args: argparse.Namespace, out: Path
+) -> dict[Key, CandidateResult]:
+    """Real results for every grid point, from ``out``'s cache file when it has them."""
+    from search.candidate import evaluate_candidate
+    from search.data import load_dataset
+
+    data = load_dataset(args.data)
+    # The product code is part of the key: a changed family or training routine invalidates the grid.
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(SEARCH_DIR.glob("*.py")))).hexdigest()
+    blob = json.dumps(
+        [space.to_dict(), target.to_dict(), data.fingerprint, args.family, args.epochs, args.finetune_epochs, code],
+        sort_keys=True,
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    cache = out / f"grid-{key}.json"
+    stored: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
+    results: dict[Key, CandidateResult] = {}
+    grid = _grid(space)
+    for i, (w, s, p) in enumerate(grid):
+        name = f"{w:g}-{s:g}-{p}"
+        if name not in stored:
+            spec = CandidateSpec(
+                family=args.family, width=w, sparsity=s, precision=p, epochs=args.epochs,
+                finetune_epochs=args.finetune_epochs,
+            )  # fmt: skip
+            start = time.perf_counter()
+            try:
+                res = evaluate_candidate(spec, target, data, out / key / name, cache_dir=out / key / "base_models")
+                stored[name] = res.to_dict()
+            except Exception as exc:  # a grid point that cannot be built is simply absent
+                stored[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            stored[name]["seconds"] = round(time.perf_counter() - start, 2)
+            cache.write_text(json.dumps(stored))
+            print(f"  grid {i + 1}/{len(grid)} {name}: {stored[name]['seconds']:.1f} s", file=sys.stderr)
+        if "error" not in stored[name]:
+            results[(w, s, p)] = CandidateResult.from_dict(stored[name])
+    print(f"grid: {len(grid)} points, {len(results)} built, cache {cache}")
+    return results
+
+
+def spread_hypervolume(points: list[list[float]], grid: list[list[float]], objectives: list[str]) -> float:
+    """Hypervolume with each objective scaled to [0, 1] over the grid's feasible points (0 = best),
+    reference 1.1 in every objective: the usual benchmark normalisation, sensitive to the whole front."""
+    import numpy as np
+
+    from search.pareto import hypervolume
+
+    sign = np.array([-1.0 if OBJECTIVES[o] == "maximize" else 1.0 for o in objectives])
+    g = np.asarray(grid) * sign
+    lo, span = g.min(axis=0), np.where(np.ptp(g, axis=0) > 0, np.ptp(g, axis=0), 1.0)
+    scaled = (np.asarray(points) * sign - lo) / span
+    return hypervolume(scaled, ["minimize"] * len(objectives), [1.1] * len(objectives))
+
+
+def run_sampler(
+    name: str, seed: int, n_trials: int, space: SearchSpace, table: dict[Key, CandidateResult], objectives: list[str]
+) -> tuple[list[list[float] | None], int]:
+    """Feasible objective vectors (None when infeasible) of ``n_trials`` trials, and distinct points asked."""
+    study = optuna.create_study(directions=[OBJECTIVES[o] for o in objectives], sampler=make_sampler(name, seed))
+    points: list[list[float] | None] = []
+    asked: set[Key] = set()
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, ...]:
+        p = suggest(trial, space)
+        key = (p["width"], p["sparsity"], p["precision"])
+        asked.add(key)
+        if key not in table:
+            raise RuntimeError("grid point failed to build")
+        res = table[key]
+        for budget, value in zip(("flash", "sram", "latency"), res.constraint_values(), strict=True):
+            trial.set_constraint(budget, value)
+        values = [res.objective_value(o) for o in objectives]
+        points.append(values if res.feasible else None)
+        return tuple(values)
+
+    study.optimize(objective, n_trials=n_trials, catch=(RuntimeError,))
+    return points, len(asked)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", default="nucleo-l4r5zi")
+    ap.add_argument("--data", default=None, help="dataset spec (default: the digits demo)")
+    ap.add_argument("--family", default="mobilenet_v1")
+    ap.add_argument("--widths", default="0.25,1.0,0.25", help="min,max,step (default: 0.25,1.0,0.25)")
+    ap.add_argument("--sparsities", default="0,0.5,0.5", help="min,max,step (default: 0,0.5,0.5)")
+    ap.add_argument("--precisions", default="float32,int8,int16x8")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--finetune-epochs", type=int, default=1)
+    ap.add_argument("--trials", default="", help="comma-separated trial budgets (default: grid/4 and grid/2)")
+    ap.add_argument("--seeds", type=int, default=25)
+    ap.add_argument("--samplers", default="tpe,nsga2,random")
+    ap.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES))
+    ap.add_argument("--out", default="tinyfront_bench/search_efficiency", help="output folder (grid cache)")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    w0, w1, ws = (float(x) for x in args.widths.split(","))
+    s0, s1, ss = (float(x) for x in args.sparsities.split(","))
+    space = SearchSpace(w0, w1, ws, s0, s1, ss, precisions=tuple(args.precisions.split(",")))
+    target = get_target(args.target)
+    space = space.resolved(target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = evaluate_grid(space, target, args, out)
+    objectives = args.objectives.split(",")
+    feasible = [[r.objective_value(o) for o in objectives] for r in table.values() if r.feasible]
+    grid_hv = budget_hypervolume(feasible, objectives, target) if feasible else 0.0
+    n_grid = len(_grid(space))
+    print(
+        f"target {target.name}; objectives {', '.join(objectives)}; "
+        f"{len(feasible)} of {len(table)} grid points feasible"
+    )
+    print(f"grid hypervolume {grid_hv:.4f} (fraction of the budget box)")
+    grid_spread = spread_hypervolume(feasible, feasible, objectives)
+    if grid_hv == 0:
+        print("no feasible grid point: nothing to compare")
+        return
+    budgets = [int(x) for x in args.trials.split(",")] if args.trials else sorted({max(1, n_grid // 4), n_grid // 2})
+    print("HV/grid: budget-box hypervolume ratio; spread: same with objectives scaled over the grid's range")
+    head = f"{'sampler':8} {'trials':>6} {'of grid':>8} {'HV/grid':>8} {'>=95%':>6} {'spread/grid':>12} {'>=95%':>6}"
+    print(f"\n{head} {'distinct pts':>13}")
+    for n in budgets:
+        for sampler in args.samplers.split(","):
+            ratios, spreads, distinct = [], [], []
+            for seed in range(args.seeds):
+                pts, asked = run_sampler(sampler, seed, n, space, table, objectives)
+                found = [p for p in pts if p is not None]
+                ratios.append(budget_hypervolume(found, objectives, target) / grid_hv if found else 0.0)
+                spreads.append(spread_hypervolume(found, feasible, objectives) / grid_spread if found else 0.0)
+                distinct.append(asked)
+            hit = sum(r >= 0.95 for r in ratios) / len(ratios)
+            hit_s = sum(r >= 0.95 for r in spreads) / len(spreads)
+            print(
+                f"{sampler:8} {n:6d} {n / n_grid:8.0%} {statistics.median(ratios):8.3f} {hit:6.0%} "
+                f"{statistics.median(spreads):12.3f} {hit_s:6.0%} {statistics.median(distinct):13.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

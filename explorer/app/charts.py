@@ -1,0 +1,369 @@
+"""What the app's charts show (plain dataclasses, tested on their own) and how plotly draws them.
+
+- :func:`rejudge`: a study's :class:`~search.front.FrontReport` judged again against other budgets
+  (the Pareto page's sliders): verdicts, feasible set, front, knee and hypervolume, from the stored
+  figures only (nothing is re-run or re-read).
+- :func:`front_info` -> :class:`FrontInfo` (points on two chosen axes, budget lines, knee) and
+  :func:`front_figure` draws it: colour = precision, marker size = sparsity, filled = feasible,
+  open and faded = over a budget, black ring = on the feasible Pareto front, gold star = knee.
+- :func:`budget_bars` -> :class:`BudgetBar` per budget and :func:`budget_figure`: one candidate's
+  flash, SRAM and latency as a share of each budget, with the budget line at 100 %.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search.front import FrontReport, TrialRow, budget_hypervolume
+from search.pareto import knee_point, pareto_mask
+from search.result import BUDGETS, OBJECTIVES
+from search.targets import Target
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+#: Figures the front can be drawn on, with their axis titles.
+AXES: dict[str, str] = {
+    "accuracy": "Accuracy of the deployed model",
+    "latency_ms": "Latency p50 (ms)",
+    "flash_kb": "Flash (KB)",
+    "sram_kb": "SRAM (KB)",
+}
+#: Budgeted figures (flash_kb, sram_kb, latency_ms) and the budget's short name.
+BUDGET_NAMES: dict[str, str] = {figure: budget for budget, figure in BUDGETS.items()}
+FIGURE_LABELS: dict[str, str] = {
+    "flash_kb": "flash",
+    "sram_kb": "SRAM",
+    "latency_ms": "latency",
+    "accuracy": "accuracy",
+}
+PRECISION_COLOURS: dict[str, str] = {
+    "float32": "#1f77b4",
+    "float16": "#17becf",
+    "int8": "#2ca02c",
+    "int8_qat": "#9467bd",
+    "int16x8": "#ff7f0e",
+}
+
+
+# ------------------------------------------------------------------------------------------ judging
+
+
+def rejudge(report: FrontReport, budgets: Mapping[str, float]) -> FrontReport:
+    """``report`` judged against ``budgets`` (``{"flash_kb": .., "sram_kb": .., "latency_ms": ..}``).
+
+    Missing keys keep the report's budgets. Returns a new report; ``report`` is not changed.
+    """
+    limits = {**report.budgets, **{k: float(v) for k, v in budgets.items() if k in report.budgets}}
+    rows: list[TrialRow] = []
+    for row in report.trials:
+        if row.state == "COMPLETE" and row.figures:
+            verdicts = {b: row.figures[k]["value"] <= limits[k] for b, k in BUDGETS.items() if k in row.figures}
+            fits = len(verdicts) == len(BUDGETS) and all(verdicts.values())
+            rows.append(replace(row, verdicts=verdicts, feasible=fits))
+        else:
+            rows.append(row)
+    own = Target.from_dict(report.target)
+    target = own.with_budgets(limits["flash_kb"], limits["sram_kb"], limits["latency_ms"])
+    out = replace(report, trials=rows, budgets=limits, target=target.to_dict(), front=[], knee=None, hypervolume=0.0)
+    feasible = [r for r in rows if r.feasible and len(r.values) == len(report.objectives)]
+    if not feasible:
+        return out
+    points = np.array([[r.values[n] for n in report.objectives] for r in feasible])
+    mask = pareto_mask(points, report.directions)
+    front = [r for r, keep in zip(feasible, mask, strict=True) if keep]
+    front.sort(
+        key=lambda r: tuple(-r.values[n] if OBJECTIVES[n] == "maximize" else r.values[n] for n in report.objectives)
+    )
+    front_points = np.array([[r.values[n] for n in report.objectives] for r in front])
+    knee = knee_point(front_points, report.directions)
+    out.front = [r.number for r in front]
+    out.knee = front[knee].number if knee is not None else None
+    out.hypervolume = budget_hypervolume(front_points, report.objectives, target)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the front
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One finished trial placed on the chart."""
+
+    number: int
+    x: float
+    y: float
+    precision: str
+    sparsity: float
+    width: float
+    feasible: bool
+    on_front: bool
+    over: tuple[str, ...]
+    hover: str
+
+
+@dataclass(frozen=True)
+class FrontInfo:
+    """Everything the Pareto chart shows, independent of plotly."""
+
+    study_name: str
+    x: str
+    y: str
+    points: tuple[FrontPoint, ...]
+    budget_lines: dict[str, float]  # axis ("x" / "y") -> budget on that axis
+    knee: int | None
+    front: tuple[int, ...]
+    feasible: int
+    finished: int
+    failed: int
+    running: int
+    hypervolume: float
+
+    def point(self, number: int) -> FrontPoint:
+        for p in self.points:
+            if p.number == number:
+                return p
+        raise KeyError(f"trial {number} is not on the chart")
+
+
+def _fmt_figure(name: str, fig: Mapping[str, Any]) -> str:
+    value = float(fig["value"])
+    text = f"{value * 100:.1f}%" if name in ("accuracy", "keras_accuracy") else f"{value:,.1f} {fig.get('unit', '')}"
+    extra = f", ±{fig['error_pct']:.0f}%" if fig.get("error_pct") is not None else ""
+    return f"{text} ({fig.get('kind', '?')}{extra})"
+
+
+def _hover(row: TrialRow, precision: str, sparsity: float, width: float, over: tuple[str, ...]) -> str:
+    lines = [f"<b>trial {row.number}</b>", f"{precision} · width {width:g} · sparsity {sparsity:.0%}"]
+    for name in AXES:
+        if name in row.figures:
+            lines.append(f"{FIGURE_LABELS[name]}: {_fmt_figure(name, row.figures[name])}")
+    if "latency_p99_ms" in row.figures:
+        lines.append(f"latency p99: {_fmt_figure('latency_p99_ms', row.figures['latency_p99_ms'])}")
+    lines.append("fits every budget" if not over else "over budget: " + ", ".join(over))
+    return "<br>".join(lines)
+
+
+def _spec_value(row: TrialRow, key: str, default: Any) -> Any:
+    if key in row.params:
+        return row.params[key]
+    return row.spec.get(key, default)
+
+
+def front_info(report: FrontReport, x: str = "latency_ms", y: str = "accuracy") -> FrontInfo:
+    """The points of every finished trial on axes ``x`` and ``y`` (keys of :data:`AXES`)."""
+    for axis in (x, y):
+        if axis not in AXES:
+            raise KeyError(f"unknown axis '{axis}'; expected one of: {', '.join(AXES)}")
+    front = set(report.front)
+    points: list[FrontPoint] = []
+    for row in report.trials:
+        if row.state != "COMPLETE" or x not in row.figures or y not in row.figures:
+            continue
+        precision = str(_spec_value(row, "precision", "?"))
+        sparsity = float(_spec_value(row, "sparsity", 0.0))
+        width = float(_spec_value(row, "width", 0.0))
+        over = tuple(FIGURE_LABELS[BUDGETS[b]] for b, ok in row.verdicts.items() if not ok)
+        points.append(
+            FrontPoint(
+                number=row.number,
+                x=float(row.figures[x]["value"]),
+                y=float(row.figures[y]["value"]),
+                precision=precision,
+                sparsity=sparsity,
+                width=width,
+                feasible=row.feasible,
+                on_front=row.number in front,
+                over=over,
+                hover=_hover(row, precision, sparsity, width, over),
+            )
+        )
+    lines = {axis: report.budgets[name] for axis, name in (("x", x), ("y", y)) if name in report.budgets}
+    states = [r.state for r in report.trials]
+    return FrontInfo(
+        study_name=report.study_name,
+        x=x,
+        y=y,
+        points=tuple(points),
+        budget_lines=lines,
+        knee=report.knee,
+        front=tuple(report.front),
+        feasible=sum(p.feasible for p in points),
+        finished=len(points),
+        failed=states.count("FAIL"),
+        running=states.count("RUNNING"),
+        hypervolume=report.hypervolume,
+    )
+
+
+def _marker_size(sparsity: float) -> float:
+    return 9.0 + 14.0 * min(max(sparsity, 0.0), 0.95)
+
+
+def front_figure(info: FrontInfo, selected: int | None = None) -> go.Figure:
+    """The plotly scatter of ``info``; each point's ``customdata`` is ``[trial number]``."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    precisions = sorted({p.precision for p in info.points}, key=lambda p: (p not in PRECISION_COLOURS, p))
+    for precision in precisions:
+        colour = PRECISION_COLOURS.get(precision, "#7f7f7f")
+        for feasible in (True, False):
+            pts = [p for p in info.points if p.precision == precision and p.feasible == feasible]
+            if not pts:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[p.x for p in pts],
+                    y=[p.y for p in pts],
+                    mode="markers",
+                    name=precision if feasible else f"{precision} (over budget)",
+                    legendgroup=precision,
+                    customdata=[[p.number] for p in pts],
+                    hovertext=[p.hover for p in pts],
+                    hoverinfo="text",
+                    marker={
+                        "color": colour,
+                        "size": [_marker_size(p.sparsity) for p in pts],
+                        "symbol": "circle" if feasible else "circle-open",
+                        "opacity": 0.95 if feasible else 0.45,
+                        "line": {
+                            "color": ["#111111" if p.on_front else colour for p in pts],
+                            "width": [2.5 if p.on_front else 1.0 for p in pts],
+                        },
+                    },
+                )
+            )
+    if info.knee is not None:
+        knee = next((p for p in info.points if p.number == info.knee), None)
+        if knee is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=[knee.x],
+                    y=[knee.y],
+                    mode="markers+text",
+                    name=f"knee (trial {knee.number})",
+                    text=[f"knee #{knee.number}"],
+                    textposition="top center",
+                    customdata=[[knee.number]],
+                    hovertext=[knee.hover],
+                    hoverinfo="text",
+                    marker={"symbol": "star", "size": 22, "color": "#f5c518", "line": {"color": "#111", "width": 1.5}},
+                )
+            )
+    if selected is not None:
+        chosen = next((p for p in info.points if p.number == selected), None)
+        if chosen is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=[chosen.x],
+                    y=[chosen.y],
+                    mode="markers",
+                    name=f"open: trial {chosen.number}",
+                    customdata=[[chosen.number]],
+                    hovertext=[chosen.hover],
+                    hoverinfo="text",
+                    marker={"symbol": "circle-open", "size": 30, "color": "#d62728", "line": {"width": 3}},
+                )
+            )
+    for axis, value in info.budget_lines.items():
+        name = info.x if axis == "x" else info.y
+        label = f"{FIGURE_LABELS[name]} budget {value:,.0f} {'ms' if name == 'latency_ms' else 'KB'}"
+        style = {"line_dash": "dash", "line_color": "#d62728", "annotation_text": label}
+        if axis == "x":
+            fig.add_vline(x=value, annotation_position="top left", **style)
+        else:
+            fig.add_hline(y=value, annotation_position="bottom right", **style)
+    fig.update_layout(
+        xaxis_title=AXES[info.x],
+        yaxis_title=AXES[info.y],
+        legend_title_text="precision (size = sparsity)",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        height=520,
+    )
+    for axis, name, values in (
+        ("xaxis", info.x, [p.x for p in info.points]),
+        ("yaxis", info.y, [p.y for p in info.points]),
+    ):
+        if name == "accuracy" and values:
+            low, high = max(0.0, min(values) - 0.05), min(1.05, max(values) + 0.05)
+            fig.update_layout({axis: {"tickformat": ".0%", "range": [low, high]}})
+        elif values:  # costs start at 0 and the budget line stays in view
+            limit = info.budget_lines.get(axis[0], 0.0)
+            top = max(max(values), limit) * 1.08
+            fig.update_layout({axis: {"range": [-0.03 * top, top]}})
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ budgets
+
+
+@dataclass(frozen=True)
+class BudgetBar:
+    """One budgeted figure of a candidate against its budget."""
+
+    budget: str  # flash, sram, latency
+    label: str
+    value: float
+    limit: float
+    unit: str
+    kind: str
+    fits: bool
+
+    @property
+    def share(self) -> float:
+        """``value / limit`` (1.0 = exactly at the budget)."""
+        return self.value / self.limit if self.limit > 0 else float("inf")
+
+
+def budget_bars(figures: Mapping[str, Mapping[str, Any]], budgets: Mapping[str, float]) -> list[BudgetBar]:
+    """Flash, SRAM and latency of one candidate (its ``figures`` dicts) against ``budgets``."""
+    bars: list[BudgetBar] = []
+    for budget, key in BUDGETS.items():
+        if key not in figures or key not in budgets:
+            continue
+        fig = figures[key]
+        value, limit = float(fig["value"]), float(budgets[key])
+        bars.append(
+            BudgetBar(
+                budget=budget,
+                label=FIGURE_LABELS[key],
+                value=value,
+                limit=limit,
+                unit=str(fig.get("unit", "")),
+                kind=str(fig.get("kind", "?")),
+                fits=value <= limit,
+            )
+        )
+    return bars
+
+
+def budget_figure(bars: list[BudgetBar]) -> go.Figure:
+    """Horizontal bars: each figure as % of its budget, green when it fits, red when over; line at 100 %."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Bar(
+            x=[b.share * 100 for b in bars],
+            y=[f"{b.label} ({b.kind})" for b in bars],
+            orientation="h",
+            marker_color=["#2ca02c" if b.fits else "#d62728" for b in bars],
+            text=[f"{b.value:,.1f} / {b.limit:,.0f} {b.unit} ({b.share:.0%})" for b in bars],
+            textposition="auto",
+            hoverinfo="text",
+        )
+    )
+    top = max([110.0] + [b.share * 100 * 1.08 for b in bars])
+    fig.add_vline(x=100, line_dash="dash", line_color="#111", annotation_text="budget")
+    fig.update_layout(
+        xaxis={"title": "% of budget", "range": [0, top]},
+        height=80 + 55 * len(bars),
+        margin={"l": 10, "r": 10, "t": 25, "b": 10},
+        showlegend=False,
+        yaxis={"autorange": "reversed"},
+    )
+    return fig

@@ -1,0 +1,249 @@
+"""Background searches: start ``tinyfront search`` detached, find it again, watch it, stop it.
+
+A search started from the browser is a separate process group (``start_new_session=True``), so it
+outlives page reloads, closed browsers and even a restarted app. It is wrapped in ``sh`` which
+writes the exit status to ``<workdir>/.tinyfront/runs/<study>.rc`` when the search ends; the run
+record (pid, command, start time, trials already done) is ``runs/<study>.json`` and the output
+goes to ``<workdir>/.tinyfront/logs/<study>.log``. :func:`stop` sends SIGTERM to the whole group
+(the search and its worker processes); every finished trial is already in the storage, and the
+interrupted ones are failed by heartbeat and re-run when the search is resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from search.errors import ConfigError
+
+#: What a run can be: still going, ended with status 0, ended otherwise, stopped from the app.
+STATUSES = ("running", "finished", "failed", "stopped")
+_NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages|.*cuda|.*oneDNN|.*cpu_feature_guard|.*AVX)")
+
+
+@dataclass
+class RunRecord:
+    """One background search as recorded on disk."""
+
+    study: str
+    pid: int
+    command: list[str]
+    started: float
+    trials: int
+    done_at_start: int
+    log: str
+    stop_requested: bool = False
+
+    @property
+    def rc_path(self) -> Path:
+        return Path(self.log).parent.parent / "runs" / f"{self.study}.rc"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a background search stands: ``state`` in :data:`STATUSES` and its exit code if it ended."""
+
+    state: str
+    returncode: int | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Trials of a study counted from the storage, with time spent and a simple ETA (seconds)."""
+
+    total: int
+    done: int
+    running: int
+    failed: int
+    feasible: int
+    elapsed: float
+    eta: float | None
+
+
+def _dirs(workdir: Path) -> tuple[Path, Path]:
+    runs, logs = workdir / ".tinyfront" / "runs", workdir / ".tinyfront" / "logs"
+    runs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    return runs, logs
+
+
+def read_run(workdir: Path, study: str) -> RunRecord | None:
+    """The run record of ``study``'s latest background search in ``workdir``, or None."""
+    path = _dirs(workdir)[0] / f"{study}.json"
+    if not path.is_file():
+        return None
+    try:
+        return RunRecord(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None
+
+
+def list_runs(workdir: Path) -> list[str]:
+    """Studies with a background-run record in ``workdir``, most recently started first."""
+    records = sorted(_dirs(workdir)[0].glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.stem for p in records]
+
+
+def _write_run(workdir: Path, record: RunRecord) -> None:
+    path = _dirs(workdir)[0] / f"{record.study}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=2))
+    tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child (no zombie)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def run_status(record: RunRecord) -> RunStatus:
+    """Is ``record``'s search still running; if not, how did it end."""
+    if _alive(record.pid):
+        return RunStatus("running", None)
+    rc: int | None = None
+    try:
+        rc = int(record.rc_path.read_text().strip())
+    except (OSError, ValueError):
+        rc = None
+    if record.stop_requested:
+        return RunStatus("stopped", rc)
+    if rc == 0:
+        return RunStatus("finished", 0)
+    return RunStatus("failed", rc)
+
+
+def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_start: int = 0) -> RunRecord:
+    """Start ``python -m explorer.cli <argv>`` detached in ``workdir``; refuse if ``study`` is already running."""
+    previous = read_run(workdir, study)
+    if previous is not None and run_status(previous).state == "running":
+        raise ConfigError(f"a search of study '{study}' is already running (pid {previous.pid}); stop it first")
+    runs, logs = _dirs(workdir)
+    log = logs / f"{study}.log"
+    rc = runs / f"{study}.rc"
+    rc.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "explorer.cli", *argv]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(rc), *command],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    record = RunRecord(
+        study=study,
+        pid=proc.pid,
+        command=command,
+        started=time.time(),
+        trials=trials,
+        done_at_start=done_at_start,
+        log=str(log),
+    )
+    _write_run(workdir, record)
+    return record
+
+
+def stop(workdir: Path, record: RunRecord, *, wait: float = 10.0) -> RunStatus:
+    """SIGTERM ``record``'s process group, wait up to ``wait`` seconds, then SIGKILL what is left."""
+    record.stop_requested = True
+    _write_run(workdir, record)
+    for sig, grace in ((signal.SIGTERM, wait), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(record.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(record.pid):
+            _alive(record.pid)
+            time.sleep(0.2)
+        if not _group_alive(record.pid):
+            break
+    return run_status(record)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any live (non-zombie) process is in process group ``pgid``."""
+    _alive(pgid)  # reap our own child first
+    return any(_in_group(p, pgid) for p in _pids())
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z" and int(fields[2]) == pgid
+
+
+def log_excerpt(path: str | Path, lines: int = 25) -> str:
+    """The last ``lines`` meaningful lines of a search log (TensorFlow's start-up noise and bar redraws dropped)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log file)"
+    kept: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split("\r")[-1].rstrip()
+        if line and not _NOISE.match(line):
+            kept.append(line)
+    return "\n".join(kept[-lines:]) or "(the log is empty)"
+
+
+def study_progress(storage: str, study: str, record: RunRecord | None, total: int | None = None) -> Progress:
+    """Count ``study``'s trials in ``storage``; elapsed and ETA from ``record`` (the background run)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.storage import counts_toward_budget, make_storage
+
+    try:
+        loaded = optuna.load_study(study_name=study, storage=make_storage(storage))
+    except KeyError:
+        trials: list[optuna.trial.FrozenTrial] = []
+        n_total = total or (record.trials if record else 0)
+    else:
+        trials = loaded.get_trials(deepcopy=False)
+        n_total = total or (record.trials if record else int(loaded.user_attrs.get("n_trials", len(trials))))
+    done = sum(counts_toward_budget(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    feasible = sum(
+        t.state == TrialState.COMPLETE and bool(t.constraints) and all(v <= 0 for v in t.constraints.values())
+        for t in trials
+    )
+    elapsed = time.time() - record.started if record else 0.0
+    eta: float | None = None
+    if record is not None:
+        new = done - record.done_at_start
+        if new > 0 and done < n_total:
+            eta = elapsed / new * (n_total - done)
+        elif done >= n_total:
+            eta = 0.0
+    return Progress(n_total, done, running, failed, feasible, elapsed, eta)

@@ -1,0 +1,50 @@
+"""Export page: build and download the TFLite Micro or ONNX Runtime bundle of the chosen trial."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from explorer.app import exports, state, ui
+
+ui.setup()
+st.title("Export")
+study = ui.require_study()
+with ui.boundary():
+    report = ui.load_report(study)
+number = ui.trial_picker(report, key="export_trial_choice")
+if number is None:
+    st.stop()
+row = report.row(number)
+runtime = report.target["runtime"]
+default_fmt = "onnx" if runtime == "onnxruntime" else "tflm"
+fmt = st.radio(
+    "Bundle",
+    list(exports.FORMATS),
+    index=list(exports.FORMATS).index(default_fmt),
+    format_func=exports.FORMATS.get,
+    key="export_format",
+    horizontal=True,
+)
+if fmt == "tflm" and runtime != "tflm":
+    st.caption(f"The study's target runs {runtime}; a TFLite Micro bundle is for microcontrollers.")
+if not row.feasible:
+    st.warning(f"Trial {number} is over budget on {report.target['name']}: check the Candidate page before deploying.")
+with ui.boundary(), st.spinner(f"Building the {fmt} bundle of trial {number} (real conversion, can take a minute)..."):
+    path = exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir)
+    files = exports.bundle_files(path)
+size = path.stat().st_size
+st.markdown(
+    f"**{path.name}**: {len(files)} files, {size / 1024:,.1f} KB zipped, {sum(files.values()) / 1024:,.1f} KB unzipped"
+)
+st.download_button(
+    f"Download {fmt.upper()} bundle ({size / 1024:,.0f} KB)",
+    data=path.read_bytes(),
+    file_name=f"{study}-trial-{number}-{fmt}.zip",
+    mime="application/zip",
+    type="primary",
+    icon=":material/download:",
+    key="download_bundle",
+)
+table = pd.DataFrame([{"file": name, "bytes": n} for name, n in sorted(files.items())])
+st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 2, key="bundle_files")

@@ -1,0 +1,158 @@
+"""``tinyfront search``: run (or resume) an Optuna study of width x sparsity x precision on one target.
+
+``--trials N`` is the study's total: re-running the same command after a stop or a crash resumes
+the study and only runs what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from search.result import OBJECTIVES
+from search.storage import DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL
+from search.study import DEFAULT_ARTIFACTS_ROOT, DEFAULT_OBJECTIVES, SAMPLERS
+
+if TYPE_CHECKING:
+    from search.space import SearchSpace
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search width, sparsity and precision against a target's budgets")
+    p.add_argument("--target", required=True, help="target name (see `tinyfront targets`)")
+    p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
+    p.add_argument("--data", help="dataset: .npz file or image folder (default: the built-in digits demo)")
+    p.add_argument("--family", default="mobilenet_v1", help="mobilenet_v1, ds_cnn or module:function")
+    p.add_argument("--trials", type=int, default=20, help="total trials in the study (default: 20)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
+    p.add_argument("--study", help="study name (default: <target>-<family>)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe (constrained multivariate TPE)")
+    p.add_argument("--seed", type=int, default=0)
+    add_space_arguments(p)
+    p.add_argument(
+        "--objectives",
+        default=",".join(DEFAULT_OBJECTIVES),
+        help=f"comma-separated subset of {','.join(OBJECTIVES)} (default: {','.join(DEFAULT_OBJECTIVES)})",
+    )
+    p.add_argument("--epochs", type=int, default=5, help="training epochs of each base model (default: 5)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="pruning / QAT fine-tune epochs (default: 2)")
+    p.add_argument("--flash-budget", type=float, metavar="KB", help="override the target's model flash budget")
+    p.add_argument("--sram-budget", type=float, metavar="KB", help="override the target's model SRAM budget")
+    p.add_argument("--latency-budget", type=float, metavar="MS", help="override the target's latency budget")
+    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS_ROOT, help="artifacts root folder")
+    add_heartbeat_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_space_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width-min", type=float, default=0.25)
+    p.add_argument("--width-max", type=float, default=1.0)
+    p.add_argument("--width-step", type=float, default=0.25, help="0 for a continuous range (default: 0.25)")
+    p.add_argument("--sparsity-min", type=float, default=0.0)
+    p.add_argument("--sparsity-max", type=float, default=0.8)
+    p.add_argument("--sparsity-step", type=float, default=0.1, help="0 for a continuous range (default: 0.1)")
+    p.add_argument("--precisions", help="comma-separated (default: all the target's runtime supports)")
+    p.add_argument("--resolutions", help="comma-separated input sides in pixels (default: the dataset's)")
+
+
+def add_heartbeat_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--heartbeat-interval", type=int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
+    p.add_argument("--grace-period", type=int, default=GRACE_PERIOD, help=argparse.SUPPRESS)
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _space(args: argparse.Namespace) -> SearchSpace:
+    from search.errors import ConfigError
+    from search.space import SearchSpace
+
+    resolutions = None
+    if args.resolutions:
+        try:
+            resolutions = tuple(int(x) for x in _csv(args.resolutions) or ())
+        except ValueError:
+            raise ConfigError(f"--resolutions must be integers separated by commas, got {args.resolutions!r}") from None
+    return SearchSpace(
+        width_min=args.width_min,
+        width_max=args.width_max,
+        width_step=args.width_step or None,
+        sparsity_min=args.sparsity_min,
+        sparsity_max=args.sparsity_max,
+        sparsity_step=args.sparsity_step or None,
+        precisions=_csv(args.precisions),
+        resolutions=resolutions,
+    )
+
+
+@contextmanager
+def progress_bar(total: int, desc: str) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
+    """A tqdm bar on stderr: trials done, feasible so far, best feasible accuracy, current stage."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
+    state: dict[str, str] = {}
+
+    def on_progress(p: object) -> None:
+        bar.n = min(getattr(p, "done", 0), total)
+        best = getattr(p, "best_accuracy", None)
+        state["feasible"] = str(getattr(p, "feasible", 0))
+        state["best acc"] = f"{best * 100:.1f}%" if best is not None else "-"
+        if getattr(p, "running", 0):
+            state["running"] = str(p.running)  # type: ignore[attr-defined]
+        else:
+            state.pop("running", None)
+        bar.set_postfix(state, refresh=True)
+
+    def on_stage(stage: str) -> None:
+        state["stage"] = stage
+        bar.set_postfix(state, refresh=True)
+
+    try:
+        yield on_progress, on_stage
+    finally:
+        bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer.commands.front import print_report
+    from search.front import load_front
+    from search.study import StudyConfig
+    from search.targets import get_target
+    from search.workers import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    target = get_target(args.target, args.targets).with_budgets(
+        args.flash_budget, args.sram_budget, args.latency_budget
+    )
+    space = _space(args)
+    config = StudyConfig(
+        target=target,
+        study_name=args.study or f"{target.name}-{args.family.replace(':', '.')}",
+        storage=args.storage,
+        data=args.data,
+        family=args.family,
+        space=space,
+        objectives=_csv(args.objectives) or (),
+        sampler=args.sampler,
+        seed=args.seed,
+        epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs,
+        artifacts_root=args.artifacts,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+    )
+    print(f"study {config.study_name} in {config.storage} (artifacts: {config.study_dir()})", file=sys.stderr)
+    with progress_bar(args.trials, config.study_name) as (on_progress, on_stage):
+        run_search(config, args.trials, args.workers, progress=on_progress, stage=on_stage)
+    print_report(load_front(config.storage, config.study_name))
+    return 0

@@ -1,0 +1,308 @@
+"""One tinyfront study: its configuration, how it is created or resumed, its sampler and objective.
+
+The study records what it is on itself (``study.user_attrs``): target, dataset fingerprint and
+summary, dataset spec, family, space, objectives, sampler, seed, training settings, artifacts
+root, tinyfront version and creation time, so anyone opening the storage later (a worker on
+another machine, ``tinyfront front``) knows what it holds.
+
+The objective is a plain function of the trial: suggest a point of the space, build the
+:class:`~search.result.CandidateSpec`, :func:`~search.candidate.evaluate_candidate` it, record the
+full result with ``trial.set_user_attr`` and the budgets with ``trial.set_constraint`` (values
+<= 0 are feasible; Optuna 5 reads constraints from the trial, its ``constraints_func`` argument is
+deprecated), and return the objective values. A candidate that raises records a one-line
+``fail_reason`` and re-raises; the optimisation loop catches it, so the trial is FAIL and the
+search goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.errors import CandidateError, ConfigError
+from search.result import BUDGETS, OBJECTIVES, CandidateSpec
+from search.space import SearchSpace, suggest
+from search.storage import DEFAULT_STORAGE, FAIL_REASON_KEY, GRACE_PERIOD, HEARTBEAT_INTERVAL, make_storage
+from search.targets import Target
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.data import Dataset
+
+log = logging.getLogger(__name__)
+
+SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random")
+#: accuracy, latency and flash: the three figures a board buyer trades. SRAM stays a budget
+#: (a constraint on every trial) without being a fourth objective, which keeps the front small
+#: and readable and the hypervolume cheap; pass ``objectives`` to add it.
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "latency_ms", "flash_kb")
+DEFAULT_ARTIFACTS_ROOT = "tinyfront_artifacts"
+#: Random trials before TPE starts modelling (see benchmarks/search_efficiency.py for the choice).
+TPE_STARTUP_TRIALS = 5
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study, plus how to reach its storage."""
+
+    target: Target
+    study_name: str = "tinyfront"
+    storage: str = DEFAULT_STORAGE
+    data: str | None = None
+    data_seed: int = 0
+    family: str = "mobilenet_v1"
+    space: SearchSpace = field(default_factory=SearchSpace)
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    sampler: str = "tpe"
+    seed: int = 0
+    epochs: int = 5
+    finetune_epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    artifacts_root: str = DEFAULT_ARTIFACTS_ROOT
+    heartbeat_interval: int = HEARTBEAT_INTERVAL
+    grace_period: int = GRACE_PERIOD
+
+    def __post_init__(self) -> None:
+        if not self.study_name.strip():
+            raise ConfigError("study name must be non-empty")
+        if not self.objectives:
+            raise ConfigError(f"objectives must name at least one of: {', '.join(OBJECTIVES)}")
+        for name in self.objectives:
+            if name not in OBJECTIVES:
+                raise ConfigError(f"unknown objective '{name}'; expected some of: {', '.join(OBJECTIVES)}")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"objectives must not repeat, got {', '.join(self.objectives)}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler '{self.sampler}'; expected one of: {', '.join(SAMPLERS)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_epochs < 0:
+            raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate:g}")
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[name] for name in self.objectives]
+
+    def training(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "finetune_epochs": self.finetune_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+        }
+
+    def study_dir(self) -> Path:
+        """``<artifacts root>/<study>``: per-trial folders and the base-model cache live here."""
+        return Path(self.artifacts_root).resolve() / self.study_name
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` (one of :data:`SAMPLERS`), seeded."""
+    import optuna
+
+    if name == "tpe":
+        # Multivariate TPE models width x sparsity x precision jointly; constrained trials are split
+        # feasible-first (Optuna's constrained TPE) from the constraints each trial sets.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=TPE_STARTUP_TRIALS)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"unknown sampler '{name}'; expected one of: {', '.join(SAMPLERS)}")
+
+
+def _target_identity(target: dict[str, Any]) -> dict[str, Any]:
+    """The target fields that define the board and budgets (not where the file came from)."""
+    return {k: v for k, v in target.items() if k != "source"}
+
+
+def study_attrs(config: StudyConfig, dataset: Dataset, space: SearchSpace) -> dict[str, Any]:
+    """The user attributes a new study records about itself."""
+    from search import __version__
+
+    return {
+        "target": config.target.to_dict(),
+        "dataset": dataset.describe(),
+        "dataset_fingerprint": dataset.fingerprint,
+        "dataset_spec": config.data,
+        "data_seed": config.data_seed,
+        "family": config.family,
+        "space": space.to_dict(),
+        "objectives": list(config.objectives),
+        "sampler": config.sampler,
+        "seed": config.seed,
+        "training": config.training(),
+        "artifacts_root": str(Path(config.artifacts_root).resolve()),
+        "tinyfront_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) -> optuna.Study:
+    """Create the study, or load it and check it is the same search (target, dataset, family, objectives).
+
+    A different search space, sampler, seed or training setting on resume is accepted and recorded
+    (``space``, ``sampler``, ``seed``, ``training`` are updated; ``created`` is kept).
+    """
+    import optuna
+
+    if dataset is None:
+        from search.data import load_dataset
+
+        dataset = load_dataset(config.data, seed=config.data_seed)
+    space = config.space.resolved(config.target)
+    storage = make_storage(
+        config.storage, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period
+    )
+    attrs = study_attrs(config, dataset, space)
+    try:
+        study = optuna.load_study(study_name=config.study_name, storage=storage)
+    except KeyError:
+        study = None
+    if study is None:
+        try:
+            directions: Any = config.directions
+            study = optuna.create_study(study_name=config.study_name, storage=storage, directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+            study = optuna.load_study(study_name=config.study_name, storage=storage)
+        else:
+            for key, value in attrs.items():
+                study.set_user_attr(key, value)
+            return study
+    _check_same_search(study, config, attrs)
+    for key in ("space", "sampler", "seed", "training"):
+        if study.user_attrs.get(key) != attrs[key]:
+            log.info(
+                "study %s: %s changed from %r to %r", config.study_name, key, study.user_attrs.get(key), attrs[key]
+            )
+            study.set_user_attr(key, attrs[key])
+    return study
+
+
+def _check_same_search(study: optuna.Study, config: StudyConfig, attrs: dict[str, Any]) -> None:
+    stored = study.user_attrs
+    name = config.study_name
+    if "target" not in stored:
+        raise ConfigError(f"study '{name}' exists but was not created by tinyfront (no target recorded); pick --study")
+    if _target_identity(stored["target"]) != _target_identity(attrs["target"]):
+        raise ConfigError(
+            f"study '{name}' was created for target '{stored['target'].get('name')}' with different budgets or "
+            f"hardware, not '{config.target.name}'; use another --study name or `tinyfront recheck`"
+        )
+    if stored.get("dataset_fingerprint") != attrs["dataset_fingerprint"]:
+        raise ConfigError(
+            f"study '{name}' was created on dataset {stored.get('dataset', {}).get('name')} (fingerprint "
+            f"{stored.get('dataset_fingerprint')}), found {attrs['dataset']['name']} (fingerprint "
+            f"{attrs['dataset_fingerprint']}); use another --study name"
+        )
+    if stored.get("family") != config.family:
+        raise ConfigError(
+            f"study '{name}' searches family '{stored.get('family')}', got '{config.family}'; use another --study name"
+        )
+    if list(stored.get("objectives", [])) != list(config.objectives):
+        raise ConfigError(
+            f"study '{name}' optimises {', '.join(stored.get('objectives', []))}, got "
+            f"{', '.join(config.objectives)}; objectives cannot change within a study"
+        )
+
+
+def config_from_study(
+    storage: str,
+    study_name: str,
+    *,
+    artifacts_root: str | None = None,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    grace_period: int = GRACE_PERIOD,
+) -> StudyConfig:
+    """Rebuild the :class:`StudyConfig` of an existing study from what it recorded (for ``tinyfront worker``)."""
+    import optuna
+
+    st = make_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    try:
+        attrs = optuna.load_study(study_name=study_name, storage=st).user_attrs
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(st)) or "none"
+        raise ConfigError(f"no study '{study_name}' in {storage}; studies there: {names}") from None
+    if "target" not in attrs:
+        raise ConfigError(f"study '{study_name}' was not created by tinyfront (no target recorded)")
+    training = attrs["training"]
+    return StudyConfig(
+        target=Target.from_dict(attrs["target"]),
+        study_name=study_name,
+        storage=storage,
+        data=attrs.get("dataset_spec"),
+        data_seed=int(attrs.get("data_seed", 0)),
+        family=attrs["family"],
+        space=SearchSpace.from_dict(attrs["space"]),
+        objectives=tuple(attrs["objectives"]),
+        sampler=attrs["sampler"],
+        seed=int(attrs["seed"]),
+        epochs=int(training["epochs"]),
+        finetune_epochs=int(training["finetune_epochs"]),
+        batch_size=int(training["batch_size"]),
+        learning_rate=float(training["learning_rate"]),
+        artifacts_root=artifacts_root or attrs["artifacts_root"],
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """``Type: message`` on one line, shortened to ``limit`` characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    line = f"{type(exc).__name__}: {text}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def make_objective(
+    config: StudyConfig, dataset: Dataset, progress: Callable[[str], None] | None = None
+) -> Callable[[optuna.trial.Trial], tuple[float, ...]]:
+    """The objective of ``config``'s study: one real candidate per trial."""
+    from search.candidate import evaluate_candidate
+
+    space = config.space.resolved(config.target)
+    study_dir = config.study_dir()
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, ...]:
+        try:
+            return _evaluate(trial)
+        except Exception as exc:  # TinyfrontError or whatever TF raised: a FAIL trial with its reason
+            trial.set_user_attr(FAIL_REASON_KEY, one_line(exc))
+            raise
+
+    def _evaluate(trial: optuna.trial.Trial) -> tuple[float, ...]:
+        fields = suggest(trial, space)
+        spec = CandidateSpec(family=config.family, seed=config.seed, **config.training(), **fields)
+        out_dir = study_dir / f"trial-{trial.number}"
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("artifacts_dir", str(out_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        result = evaluate_candidate(
+            spec, config.target, dataset, out_dir, cache_dir=study_dir / "base_models", progress=progress
+        )
+        values = tuple(float(result.objective_value(name)) for name in config.objectives)
+        if not all(math.isfinite(v) for v in values):
+            named = dict(zip(config.objectives, values, strict=True))
+            raise CandidateError(f"objective values must be finite, got {named}")
+        constraints = result.constraint_values()
+        trial.set_user_attr("result", result.to_dict())
+        trial.set_user_attr("stage_seconds", result.stage_seconds)
+        trial.set_user_attr("reused_base", result.reused_base)
+        trial.set_user_attr("constraints", constraints)
+        for budget, value in zip(BUDGETS, constraints, strict=True):
+            trial.set_constraint(budget, value)
+        return values
+
+    return objective

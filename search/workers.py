@@ -1,0 +1,182 @@
+"""Running a study: in this process, in N local worker processes, or as one worker of a shared study.
+
+Every worker runs the same loop (:func:`optimize_until`): fail stale trials (heartbeat), count
+the trials that used the budget (``search.storage.counts_toward_budget``) plus those running in
+other workers, and run one more trial while that sum is below ``n_trials``. Counting the running
+trials keeps N workers from overshooting the budget; two workers that check within the same few
+milliseconds can still both start, so a study can end with ``n_trials + workers - 1`` trials at
+worst, never fewer. A RUNNING trial of a dead worker holds its slot until the heartbeat grace
+period fails it, then the slot is refilled.
+
+Seeds: worker ``i`` seeds its sampler with ``seed + 1000 * i + <trials already in the study>``, so
+a resumed study does not replay the random start-up points it already evaluated and parallel
+workers do not propose the same points. With one worker on a fresh study the parameter sequence
+is a function of the seed (and, after the start-up trials, of the measured objective values).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from search.errors import ConfigError, TinyfrontError
+from search.storage import counts_toward_budget, fail_stale
+from search.study import StudyConfig, create_or_load_study, make_objective, make_sampler
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.data import Dataset
+
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """Where a study stands: trials that used the budget, feasible ones, best feasible accuracy."""
+
+    done: int
+    total: int
+    feasible: int
+    running: int
+    best_accuracy: float | None
+
+
+def study_progress(study: optuna.Study, n_trials: int) -> SearchProgress:
+    """Read the study's trials and summarise them."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    done = sum(counts_toward_budget(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
+    accs = [t.user_attrs["result"]["figures"]["accuracy"]["value"] for t in feasible if "result" in t.user_attrs]
+    return SearchProgress(done, n_trials, len(feasible), running, max(accs) if accs else None)
+
+
+def optimize_until(
+    study: optuna.Study,
+    objective: Callable[[optuna.trial.Trial], tuple[float, ...]],
+    n_trials: int,
+    *,
+    wait_seconds: float = POLL_SECONDS,
+    progress: Callable[[SearchProgress], None] | None = None,
+) -> None:
+    """Run trials until the study holds ``n_trials`` trials that count toward the budget."""
+    from optuna.trial import TrialState
+
+    while True:
+        fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(counts_toward_budget(t) for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if done >= n_trials:
+            return
+        if done + running >= n_trials:
+            # Other workers (or a dead one, until its heartbeat grace period ends) hold the last slots.
+            time.sleep(wait_seconds)
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        if progress is not None:
+            progress(study_progress(study, n_trials))
+
+
+def _worker_seed(config: StudyConfig, study: optuna.Study, index: int) -> int:
+    return config.seed + 1000 * index + len(study.get_trials(deepcopy=False))
+
+
+def run_worker(
+    config: StudyConfig,
+    n_trials: int,
+    *,
+    index: int = 0,
+    dataset: Dataset | None = None,
+    progress: Callable[[SearchProgress], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+    record_budget: bool = False,
+) -> optuna.Study:
+    """Join (or create) ``config``'s study in this process and run trials until it has ``n_trials``.
+
+    ``record_budget`` stores ``n_trials`` on the study (``tinyfront worker`` reads it as its default).
+    """
+    import optuna
+
+    from search.data import load_dataset
+
+    if n_trials < 1:
+        raise ConfigError(f"trials must be >= 1, got {n_trials}")
+    if dataset is None:
+        dataset = load_dataset(config.data, seed=config.data_seed)
+    study = create_or_load_study(config, dataset)
+    if record_budget:
+        study.set_user_attr("n_trials", n_trials)
+    if progress is not None:
+        progress(study_progress(study, n_trials))
+    loaded = optuna.load_study(
+        study_name=config.study_name,
+        storage=study._storage,
+        sampler=make_sampler(config.sampler, _worker_seed(config, study, index)),
+    )
+    optimize_until(loaded, make_objective(config, dataset, stage), n_trials, progress=progress)
+    return loaded
+
+
+def _worker_process(config: StudyConfig, n_trials: int, index: int) -> None:  # pragma: no cover - child process
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_worker(config, n_trials, index=index)
+
+
+def run_search(
+    config: StudyConfig,
+    n_trials: int,
+    workers: int = 1,
+    *,
+    dataset: Dataset | None = None,
+    progress: Callable[[SearchProgress], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> optuna.Study:
+    """Run ``config``'s study until it holds ``n_trials`` finished trials; resumes an existing study.
+
+    ``workers=1`` runs in this process. ``workers=N`` starts N processes (``spawn``), each loading
+    the study by name from the storage; this process only watches the storage and reports progress.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return run_worker(config, n_trials, dataset=dataset, progress=progress, stage=stage, record_budget=True)
+    from search.data import load_dataset
+
+    if dataset is None:
+        dataset = load_dataset(config.data, seed=config.data_seed)
+    study = create_or_load_study(config, dataset)  # create once here, so workers only load it
+    study.set_user_attr("n_trials", n_trials)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_process, args=(config, n_trials, i), name=f"tinyfront-worker-{i}")
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if progress is not None:
+                progress(study_progress(study, n_trials))
+            for p in procs:
+                p.join(timeout=POLL_SECONDS / len(procs))
+    finally:
+        for p in procs:
+            if p.is_alive():  # interrupted: stop our own workers; their trials fail by heartbeat
+                p.terminate()
+                p.join()
+    if progress is not None:
+        progress(study_progress(study, n_trials))
+    failed = [p for p in procs if p.exitcode != 0]
+    if failed:
+        codes = ", ".join(f"{p.name} exit {p.exitcode}" for p in failed)
+        raise TinyfrontError(f"{len(failed)} of {workers} worker processes failed ({codes}); see their messages above")
+    return study

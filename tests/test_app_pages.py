@@ -1,0 +1,374 @@
+"""The Streamlit app, page by page, with streamlit.testing.v1.AppTest on a study in a temporary working folder.
+
+The study is written by ``benchmarks/front_render.py``'s ``synthetic_study`` (trials with realistic
+``result`` user attributes, no training), so these tests are fast; the browser test runs a real search.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer.app import charts, launcher, state, tables
+from explorer.app.reading import open_study, read_report
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = REPO / "explorer" / "app" / "main.py"
+STUDY = "synthetic"
+N_TRIALS = 30
+TIMEOUT = 60
+
+
+def _bench_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("front_render", REPO / "benchmarks" / "front_render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder holding a study of 30 finished + 2 failed trials (results on disk)."""
+    folder = tmp_path_factory.mktemp("appwork")
+    _bench_module().synthetic_study(
+        f"sqlite:///{folder / state.DB_NAME}",
+        STUDY,
+        N_TRIALS,
+        seed=3,
+        artifacts_root=folder / state.ARTIFACTS_DIR,
+        failed=2,
+    )
+    return folder
+
+
+@pytest.fixture
+def workdir(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(state.WORKDIR_ENV, str(study_dir))
+    monkeypatch.delenv(state.STORAGE_ENV, raising=False)
+    return study_dir
+
+
+@pytest.fixture
+def empty_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(state.WORKDIR_ENV, str(tmp_path))
+    monkeypatch.delenv(state.STORAGE_ENV, raising=False)
+    return tmp_path
+
+
+def _report() -> Any:
+    return read_report(open_study(state.storage_url(), STUDY))
+
+
+def _app(page: str | None = None, **session: Any) -> AppTest:
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _frame(at: AppTest, first_column: str) -> Any:
+    """The first dataframe shown whose first column is ``first_column``."""
+    for df in at.dataframe:
+        value = df.value
+        if len(value.columns) and value.columns[0] == first_column:
+            return value
+    raise AssertionError(f"no table starting with column {first_column!r}")
+
+
+def _text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# ----------------------------------------------------------------------------------------------- start-up
+
+
+def test_app_imports_no_tensorflow(workdir: Path) -> None:
+    """Every page's imports, and a run of the entry script, leave TensorFlow unloaded."""
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "import explorer.commands.app, explorer.app.charts, explorer.app.forms, explorer.app.launcher\n"
+        "import explorer.app.reading, explorer.app.tables, explorer.app.exports, explorer.app.ui\n"
+        f"at = AppTest.from_file({str(MAIN)!r}, default_timeout=60).run()\n"
+        "for page in ('front', 'candidate'):\n"
+        "    at.switch_page(f'pages/{page}.py'); at.run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "names = ('tensorflow', 'tf_keras', 'tflite_micro', 'onnxruntime', 'tf2onnx')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, state.WORKDIR_ENV: str(workdir)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout
+
+
+def test_state_checks_names_and_paths(empty_workdir: Path) -> None:
+    assert state.check_study_name(" demo-1.v2 ") == "demo-1.v2"
+    for bad in ("../etc", "a/b", "", "x" * 65, "..", "with space"):
+        with pytest.raises(Exception, match="study name must be 1-64 characters"):
+            state.check_study_name(bad)
+    (empty_workdir / "data").mkdir()
+    (empty_workdir / "data" / "ok.npz").write_bytes(b"x")
+    assert state.inside_workdir("data/ok.npz") == empty_workdir / "data" / "ok.npz"
+    for outside in ("../x.npz", "/etc/passwd", "data/../../x"):
+        with pytest.raises(Exception, match="inside the working folder"):
+            state.inside_workdir(outside)
+    assert state.safe_filename("../../evil name.npz") == "evil_name.npz"
+    assert state.storage_url() == f"sqlite:///{empty_workdir / 'tinyfront.db'}"
+
+
+# ----------------------------------------------------------------------------------------------- search page
+
+
+def test_search_page_shows_target_budgets(empty_workdir: Path) -> None:
+    at = _app()
+    assert at.title[0].value == "Search"
+    assert at.selectbox(key="f_target").value == "nucleo-l4r5zi"
+    assert at.number_input(key="f_flash_nucleo-l4r5zi").value == 1792.0  # 2048 - 256
+    assert at.number_input(key="f_sram_nucleo-l4r5zi").value == 544.0  # 640 - 96
+    assert at.number_input(key="f_latency_nucleo-l4r5zi").value == 500.0
+    at.selectbox(key="f_target").select("nucleo-f446re").run()
+    assert at.number_input(key="f_flash_nucleo-f446re").value == 384.0
+    assert at.number_input(key="f_sram_nucleo-f446re").value == 96.0
+    assert at.number_input(key="f_latency_nucleo-f446re").value == 250.0
+    assert at.multiselect(key="f_prec_tflm").value == ["float32", "int8", "int8_qat", "int16x8"]
+    assert at.text_input(key="f_study_nucleo-f446re_mobilenet_v1").value == "nucleo-f446re-mobilenet_v1"
+    assert "No study yet" in at.info[0].value
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ({"f_study_nucleo-l4r5zi_mobilenet_v1": "../escape"}, "study name must be 1-64 characters"),
+        ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KB"),
+        ({"f_sram_nucleo-l4r5zi": 0.0}, "SRAM budget must be > 0"),
+        ({"f_wmin": 0.9, "f_wmax": 0.5}, "width_min (0.9) must be <= width_max (0.5)"),
+        ({"f_prec_tflm": []}, "pick at least one precision"),
+    ],
+)
+def test_search_page_refuses_bad_input(empty_workdir: Path, setup: dict[str, Any], message: str) -> None:
+    at = _app()
+    for key, value in setup.items():
+        widget = at.get_by_key(key)
+        widget.set_value(value)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert at.error, "expected an st.error"
+    assert message in at.error[0].value
+    assert not (empty_workdir / ".tinyfront" / "runs").exists() or not list(
+        (empty_workdir / ".tinyfront" / "runs").iterdir()
+    )
+
+
+def test_search_page_dataset_inputs(empty_workdir: Path) -> None:
+    rng = np.random.default_rng(0)
+    at = _app()
+    at.radio(key="f_data_kind").set_value("path").run()
+    at.text_input(key="f_data_path").input("../outside.npz").run()
+    assert "must be inside the working folder" in at.error[0].value
+    np.savez(empty_workdir / "flat.npz", x=rng.random((40, 5)).astype(np.float32), y=np.arange(40) % 2)
+    at.text_input(key="f_data_path").input("flat.npz").run()
+    assert "expected x with 3 dims (N, H, W) or 4 dims (N, H, W, C), found shape (40, 5)" in at.error[0].value
+    good = {"x": rng.integers(0, 255, (60, 6, 6), dtype=np.uint8), "y": np.arange(60) % 3}
+    np.savez(empty_workdir / "good.npz", **good)
+    at.text_input(key="f_data_path").input("good.npz").run()
+    assert not at.error
+    assert "good.npz: 48 train / 12 val, input (6, 6, 1)" in at.caption[-1].value or any(
+        "48 train / 12 val, input (6, 6, 1)" in c.value for c in at.caption
+    )
+    at.radio(key="f_data_kind").set_value("upload").run()
+    at.file_uploader(key="f_upload").upload("../../broken name.npz", b"not a zip").run()
+    assert "expected a readable .npz archive" in at.error[0].value
+    assert not (empty_workdir / ".tinyfront" / "uploads" / "broken_name.npz").exists()
+    buf = io.BytesIO()
+    np.savez(buf, **good)
+    at.file_uploader(key="f_upload").upload("my set.npz", buf.getvalue()).run()
+    assert not at.error
+    saved = empty_workdir / ".tinyfront" / "uploads" / "my_set.npz"
+    assert saved.is_file() and saved.stat().st_size == len(buf.getvalue())
+    assert any("Saved as `.tinyfront/uploads/my_set.npz`" in s.value for s in at.success)
+
+
+def test_crashed_search_shows_log_excerpt(empty_workdir: Path) -> None:
+    """A background search that fails is reported with its exit status and the log's last lines."""
+    record = launcher.launch(empty_workdir, "broken", ["search", "--target", "no-such-board"], trials=2)
+    deadline = time.monotonic() + 60
+    while launcher.run_status(record).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = launcher.run_status(record)
+    assert (status.state, status.returncode) == ("failed", 1)
+    assert "unknown target 'no-such-board'" in launcher.log_excerpt(record.log) or "no-such-board" in (
+        launcher.log_excerpt(record.log)
+    )
+    at = _app(study="broken")
+    errors = [e.value for e in at.error]
+    assert any("exit status 1" in e and "no-such-board" in e for e in errors), errors
+
+
+def test_launch_and_stop_a_real_search(empty_workdir: Path) -> None:
+    """Launch from the page with valid input: a detached process group runs `tinyfront search`; Stop ends it."""
+    at = _app()
+    at.text_input(key="f_study_nucleo-l4r5zi_mobilenet_v1").input("stopme").run()
+    at.number_input(key="f_trials").set_value(3)
+    at.number_input(key="f_epochs").set_value(1)
+    at.button(key="launch").click().run()
+    assert not at.error, [e.value for e in at.error]
+    record = launcher.read_run(empty_workdir, "stopme")
+    assert record is not None and record.trials == 3
+    assert record.command[-2:] == ["--objectives", "accuracy,latency_ms,flash_kb"] or "--objectives" in record.command
+    assert os.getpgid(record.pid) == record.pid  # its own process group: survives the app's reruns
+    assert at.session_state["study"] == "stopme"
+    assert any(m.value == "**Status:** running" for m in at.markdown)
+    status = launcher.stop(empty_workdir, record, wait=20)
+    assert status.state == "stopped"
+    assert not launcher._group_alive(record.pid)
+    at.run()
+    assert any("Stopped from the app" in w.value for w in at.warning)
+
+
+# ----------------------------------------------------------------------------------------------- front page
+
+
+def test_front_page_counts_and_budget_sliders(workdir: Path) -> None:
+    report = _report()
+    expected = charts.front_info(report)
+    at = _app("front")
+    assert at.title[0].value == "Pareto front"
+    text = _text(at)
+    assert f"{N_TRIALS} finished · **{expected.feasible} within budgets** · {len(expected.front)} on the front" in text
+    assert "2 failed" in text
+    chart = at.get("plotly_chart")[0]
+    spec = json.loads(chart.proto.spec)
+    shown = sum(len(t["x"]) for t in spec["data"] if not t["name"].startswith(("knee", "open")))
+    assert shown == N_TRIALS
+    assert any(t["name"] == f"knee (trial {report.knee})" for t in spec["data"])
+    # Tighten flash to the 5th smallest value: the feasible count drops to what rejudge says.
+    flashes = sorted(r.figures["flash_kb"]["value"] for r in report.trials if r.figures)
+    limit = float(flashes[4])
+    slider = at.slider(key=f"budget_{STUDY}_flash_kb")
+    slider.set_value(limit).run()
+    tight = charts.front_info(charts.rejudge(report, {"flash_kb": slider.value}))
+    assert tight.feasible < expected.feasible
+    assert f"**{tight.feasible} within budgets**" in _text(at)
+    assert at.session_state["budget_overrides"][STUDY]["flash_kb"] == pytest.approx(slider.value)
+    at.selectbox(key="front_x").select("flash_kb").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KB)"
+
+
+def test_rejudge_matches_load_front(workdir: Path) -> None:
+    from search.front import load_front
+
+    ours, theirs = _report(), load_front(state.storage_url(), STUDY)
+    assert ours.front == theirs.front
+    assert ours.knee == theirs.knee
+    assert ours.hypervolume == pytest.approx(theirs.hypervolume)
+    assert [r.feasible for r in ours.trials] == [r.feasible for r in theirs.trials]
+
+
+def test_front_open_button_goes_to_candidate(workdir: Path) -> None:
+    report = _report()
+    at = _app("front")
+    at.selectbox(key="front_open_choice").select(report.front[-1]).run()
+    at.button(key="front_open").click().run()
+    assert at.session_state["trial"] == report.front[-1]
+    assert at.title[0].value == "Candidate"
+
+
+# ----------------------------------------------------------------------------------------------- candidate page
+
+
+def test_candidate_page_figures_and_compare(workdir: Path) -> None:
+    report = _report()
+    knee = report.row(report.knee)
+    at = _app("candidate")
+    assert at.title[0].value == "Candidate"
+    assert at.session_state["trial"] == report.knee  # the knee opens by default
+    assert f"### Trial {report.knee} ·" in _text(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy (deployed)"] == f"{knee.figures['accuracy']['value'] * 100:.2f} %"
+    assert metrics["Before conversion"] == f"{knee.figures['keras_accuracy']['value'] * 100:.2f} %"
+    assert metrics["Latency p50"] == f"{knee.figures['latency_ms']['value']:,.2f} ms"
+    assert metrics["Latency p99"] == "n/a"
+    figures = _frame(at, "figure")
+    flash = figures[figures["figure"] == "flash"].iloc[0]
+    assert flash["kind"] == "estimated ±2%"
+    assert flash["budget"] == "1,792.0" and flash["fits"] == "yes"
+    assert figures[figures["figure"] == "accuracy (deployed artifact)"].iloc[0]["kind"] == "measured"
+    layers = _frame(at, "#")
+    assert list(layers["op"]) == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    assert any("flash saved on the board: **0 B**" in m.value for m in at.markdown)
+    others = [n for n in report.front if n != report.knee][:2]
+    at.multiselect(key="compare_choice").set_value([report.knee, *others]).run()
+    table = at.dataframe[-1].value
+    assert list(table.columns) == [f"trial {n}" for n in [report.knee, *others]]
+    assert table.loc["precision", f"trial {report.knee}"] == knee.spec["precision"]
+
+
+def test_candidate_page_with_no_study(empty_workdir: Path) -> None:
+    at = _app("candidate")
+    assert "No study to show yet" in at.info[0].value
+
+
+# ----------------------------------------------------------------------------------------------- export page
+
+
+def test_export_page_refuses_trial_without_model(workdir: Path) -> None:
+    report = _report()
+    at = _app("export", trial=report.knee)
+    assert at.error, "a trial without model.tflite must end in st.error"
+    assert f"cannot build the tflm bundle of trial {report.knee}" in at.error[0].value
+    assert not at.download_button
+
+
+def test_export_page_lists_bundle_and_downloads(workdir: Path) -> None:
+    """With a bundle already built for the trial, the page lists its files and offers it for download."""
+    from explorer.app import exports
+
+    report = _report()
+    trial = report.front[0]
+    path = exports.bundle_path(STUDY, trial, "onnx")
+    files = {"model.onnx": b"\x08\x07" * 500, "labels.txt": b"0\n1\n", "README.md": b"# bundle\n"}
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    at = _app("export", trial=trial)
+    at.radio(key="export_format").set_value("onnx").run()
+    assert not at.error, [e.value for e in at.error]
+    listed = _frame(at, "file")
+    assert dict(zip(listed["file"], listed["bytes"], strict=True)) == {k: len(v) for k, v in files.items()}
+    assert f"**{path.name}**: 3 files" in _text(at)
+    assert at.download_button[0].proto.label.startswith("Download ONNX bundle")
+
+
+def test_tables_label_provenance() -> None:
+    figs = {
+        "latency_ms": {"value": 12.345, "unit": "ms", "kind": "estimated", "method": "m", "error_pct": 15.0},
+        "accuracy": {"value": 0.9512, "unit": "fraction", "kind": "measured", "method": "m", "error_pct": None},
+    }
+    table = tables.figures_table(figs, {"latency_ms": 10.0})
+    assert list(table["value"]) == ["95.12 %", "12.35 ms"]
+    assert list(table["kind"]) == ["measured", "estimated ±15%"]
+    assert list(table["fits"]) == ["", "NO"]
+    bars = charts.budget_bars(figs, {"latency_ms": 10.0})
+    assert [(b.budget, round(b.share, 4), b.fits) for b in bars] == [("latency", 1.2345, False)]

@@ -1,0 +1,245 @@
+"""The study: configuration checks, seeded sampling, budget counting, and a real end-to-end search."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from search.data import load_demo
+from search.errors import ConfigError
+from search.space import SearchSpace, suggest
+from search.storage import counts_toward_budget, make_storage, normalize_storage_url
+from search.study import StudyConfig, config_from_study, create_or_load_study, make_sampler
+from search.targets import get_target
+from search.workers import optimize_until
+
+TESTS = Path(__file__).resolve().parent
+
+
+# A real (tiny) user family: one conv, global pooling, softmax. Widths above 0.5 raise, which is
+# how the end-to-end test gets a candidate that fails while the search goes on.
+def tiny_cnn(input_shape: tuple[int, int, int], num_classes: int, width: float) -> Any:
+    from search._lazy import keras
+
+    if width > 0.5:
+        raise ValueError(f"tiny_cnn refuses width {width:g} (test family: widths above 0.5 fail)")
+    k = keras()
+    filters = max(4, int(round(16 * width)))
+    inputs = k.Input(shape=input_shape)
+    x = k.layers.Conv2D(filters, 3, padding="same", activation="relu")(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    outputs = k.layers.Dense(num_classes, activation="softmax")(x)
+    return k.Model(inputs, outputs)
+
+
+def _config(tmp_path: Path, **changes: Any) -> StudyConfig:
+    base = StudyConfig(
+        target=get_target("nucleo-f446re"),
+        study_name="t",
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        artifacts_root=str(tmp_path / "artifacts"),
+    )
+    return replace(base, **changes)
+
+
+def test_config_validation() -> None:
+    target = get_target("nucleo-f446re")
+    with pytest.raises(ConfigError, match="unknown objective 'energy'"):
+        StudyConfig(target=target, objectives=("accuracy", "energy"))
+    with pytest.raises(ConfigError, match="unknown sampler 'cmaes'; expected one of: tpe, nsga2, random"):
+        StudyConfig(target=target, sampler="cmaes")
+    with pytest.raises(ConfigError, match="epochs must be >= 1, got 0"):
+        StudyConfig(target=target, epochs=0)
+    with pytest.raises(ConfigError, match="storage must be a database URL"):
+        normalize_storage_url("tinyfront.db")
+
+
+def test_relative_sqlite_url_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert normalize_storage_url("sqlite:///tinyfront.db") == f"sqlite:///{tmp_path / 'tinyfront.db'}"
+    assert normalize_storage_url("postgresql://u:p@h/db") == "postgresql://u:p@h/db"
+
+
+def test_study_records_itself_and_refuses_another_search(tmp_path: Path) -> None:
+    data = load_demo()
+    config = _config(tmp_path)
+    study = create_or_load_study(config, data)
+    attrs = study.user_attrs
+    assert attrs["target"]["name"] == "nucleo-f446re"
+    assert attrs["dataset_fingerprint"] == data.fingerprint and attrs["dataset"]["name"] == data.name
+    assert attrs["family"] == "mobilenet_v1" and attrs["objectives"] == ["accuracy", "latency_ms", "flash_kb"]
+    assert attrs["space"]["precisions"] == ["float32", "int8", "int8_qat", "int16x8"]
+    assert attrs["sampler"] == "tpe" and attrs["seed"] == 0 and attrs["tinyfront_version"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+
+    with pytest.raises(ConfigError, match="created for target 'nucleo-f446re'.*not 'stm32h743'"):
+        create_or_load_study(replace(config, target=get_target("stm32h743")), data)
+    with pytest.raises(ConfigError, match="with different budgets"):
+        create_or_load_study(replace(config, target=config.target.with_budgets(latency_budget_ms=10)), data)
+    with pytest.raises(ConfigError, match="searches family 'mobilenet_v1', got 'ds_cnn'"):
+        create_or_load_study(replace(config, family="ds_cnn"), data)
+    with pytest.raises(ConfigError, match="fingerprint"):
+        create_or_load_study(config, load_demo(seed=1))
+    with pytest.raises(ConfigError, match="objectives cannot change"):
+        create_or_load_study(replace(config, objectives=("accuracy", "flash_kb")), data)
+
+    # Same search, other seed and space: continues and records the change.
+    again = create_or_load_study(replace(config, seed=5, space=SearchSpace(width_max=0.5)), data)
+    assert again._study_id == study._study_id
+    assert again.user_attrs["seed"] == 5 and again.user_attrs["space"]["width_max"] == 0.5
+    assert again.user_attrs["created"] == attrs["created"]
+
+    rebuilt = config_from_study(config.storage, "t")
+    assert rebuilt.target == config.target and rebuilt.space == SearchSpace(width_max=0.5).resolved(config.target)
+    with pytest.raises(ConfigError, match="no study 'nope'.*studies there: t"):
+        config_from_study(config.storage, "nope")
+
+
+def _synthetic(trial: optuna.trial.Trial, space: SearchSpace) -> tuple[float, float]:
+    """A cheap stand-in objective for sampler tests only (the product objective is make_objective)."""
+    p = suggest(trial, space)
+    bits = {"float32": 32, "int16x8": 16, "int8": 8, "int8_qat": 8}[p["precision"]]
+    flash = 300 * p["width"] ** 2 * bits / 8 * (1 - 0.3 * p["sparsity"])
+    trial.set_constraint("flash", flash - 400)
+    return 0.5 + 0.4 * p["width"] - 0.2 * p["sparsity"] ** 2 - (0.05 if bits == 8 else 0), flash
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_same_seed_same_parameter_sequence(sampler: str) -> None:
+    space = SearchSpace().resolved(get_target("nucleo-f446re"))
+
+    def params(run: int) -> list[dict[str, Any]]:
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(sampler, seed=11))
+        optimize_until(study, lambda t: _synthetic(t, space), 14)
+        return [t.params for t in study.trials]
+
+    first, second = params(1), params(2)
+    assert len(first) == 14 and first == second
+    assert len({json.dumps(p, sort_keys=True) for p in first}) > 7  # not one point repeated
+
+
+def test_failed_candidates_count_toward_the_budget(tmp_path: Path) -> None:
+    space = SearchSpace().resolved(get_target("nucleo-f446re"))
+    study = optuna.create_study(
+        storage=make_storage(f"sqlite:///{tmp_path / 'f.db'}"),
+        directions=["maximize", "minimize"],
+        sampler=make_sampler("random", 0),
+    )
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        if trial.number % 2:
+            trial.set_user_attr("fail_reason", "CandidateError: odd trials fail")
+            raise RuntimeError("odd")
+        return _synthetic(trial, space)
+
+    optimize_until(study, objective, 6)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL"] * 3
+    assert all(counts_toward_budget(t) for t in study.trials)
+    # A FAIL without a reason (interrupted) does not count: the budget is refilled.
+    interrupted = study.ask()
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    optimize_until(study, objective, 7)
+    assert len(study.trials) == 8 and sum(counts_toward_budget(t) for t in study.trials) == 7
+
+
+@pytest.mark.slow
+def test_end_to_end_search_on_demo_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.front import load_front
+    from search.workers import run_search
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    config = _config(
+        tmp_path,
+        family="test_study:tiny_cnn",
+        space=SearchSpace(width_min=0.25, width_max=0.75, width_step=0.5, sparsity_max=0.0, precisions=("int8",)),
+        sampler="random",
+        seed=1,
+        epochs=1,
+        finetune_epochs=1,
+    )
+    seen: list[int] = []
+    study = run_search(config, n_trials=3, progress=lambda p: seen.append(p.done))
+    trials = study.trials
+    assert len(trials) == 3 and seen[-1] == 3
+    by_width = {t.number: t.params["width"] for t in trials}
+    assert set(by_width.values()) == {0.25, 0.75}, "seed 1 must draw both widths (pick another seed if not)"
+    for t in trials:
+        if t.params["width"] > 0.5:
+            assert t.state.name == "FAIL"
+            assert "tiny_cnn refuses width 0.75" in t.user_attrs["fail_reason"]
+            assert "\n" not in t.user_attrs["fail_reason"]
+        else:
+            assert t.state.name == "COMPLETE"
+            result = t.user_attrs["result"]
+            assert result["spec"]["width"] == 0.25 and result["spec"]["epochs"] == 1
+            assert {"accuracy", "latency_ms", "flash_kb", "sram_kb"} <= set(result["figures"])
+            assert result["figures"]["flash_kb"]["kind"] in ("measured", "estimated")
+            assert 0.0 <= t.values[0] <= 1.0 and t.values[2] == result["figures"]["flash_kb"]["value"]
+            assert set(t.constraints) == {"flash", "sram", "latency"}
+            assert t.user_attrs["constraints"] == [t.constraints[k] for k in ("flash", "sram", "latency")]
+            assert Path(t.user_attrs["artifacts_dir"], "model.tflite").is_file()
+            assert Path(t.user_attrs["artifacts_dir"]).name == f"trial-{t.number}"
+            assert set(t.user_attrs["stage_seconds"]) >= {"train", "convert", "measure"}
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    # Same width twice: the second trial at width 0.25 reuses the first one's base model.
+    if len(complete) > 1:
+        assert [t.user_attrs["reused_base"] for t in complete] == [False] + [True] * (len(complete) - 1)
+    assert list((tmp_path / "artifacts" / "t" / "base_models").glob("*.keras"))
+
+    report = load_front(config.storage, "t")
+    assert [r.number for r in report.trials] == [0, 1, 2]
+    feasible = [t.number for t in complete if all(v <= 0 for v in t.constraints.values())]
+    assert sorted(report.front) == sorted(n for n in report.front if n in feasible)
+    assert report.feasible_count == len(feasible)
+    if feasible:
+        assert report.knee in report.front and 0 < report.hypervolume <= 1
+    json.dumps(report.to_dict())
+    # Resuming with a larger budget runs only the missing trials.
+    study = run_search(config, n_trials=4)
+    assert len(study.trials) == 4 and [t.number for t in study.trials[:3]] == [0, 1, 2]
+
+    # Another board: figures re-derived from the stored artifacts, nothing retrained.
+    from explorer.commands.front import render_report
+    from search.front import recheck
+
+    with pytest.raises(ConfigError, match="other hardware.*tinyfront recheck"):
+        load_front(config.storage, "t", get_target("stm32h743"))
+    other = recheck(config.storage, "t", get_target("stm32h743"))
+    assert other.rechecked and other.target["name"] == "stm32h743"
+    for t in study.trials:
+        row = other.row(t.number)
+        if t.state.name == "COMPLETE":
+            stored = t.user_attrs["result"]["figures"]
+            assert row.figures["accuracy"] == stored["accuracy"]  # accuracy is the stored one
+            assert row.figures["latency_ms"]["value"] != stored["latency_ms"]["value"]  # 480 MHz M7 vs 180 MHz M4
+        else:
+            assert row.figures == {} and not row.feasible
+    text = render_report(other, all_trials=True)
+    assert "rechecked against stm32h743" in text and "tiny_cnn refuses width 0.75" in text
+
+
+@pytest.mark.slow
+def test_two_local_worker_processes_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.workers import run_search
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    config = _config(
+        tmp_path,
+        family="test_study:tiny_cnn",
+        space=SearchSpace(width_min=0.25, width_max=0.5, sparsity_max=0.0, precisions=("int8", "float32")),
+        epochs=1,
+        finetune_epochs=1,
+    )
+    seen: list[int] = []
+    study = run_search(config, n_trials=4, workers=2, progress=lambda p: seen.append(p.done))
+    trials = study.trials
+    assert [t.number for t in trials] == list(range(len(trials))) and 4 <= len(trials) <= 5
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert seen[-1] >= 4 and study.user_attrs["n_trials"] == 4

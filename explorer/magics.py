@@ -33,9 +33,7 @@ import re
 import socket
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +51,7 @@ from explorer.notebook_views import (
     front_figure,
     front_frame,
 )
+from explorer.progress import search_progress
 from search.errors import TinyfrontError
 
 if TYPE_CHECKING:
@@ -142,31 +141,6 @@ class RegisteredFamily:
     name: str
     spec: str
     path: Path
-
-
-@contextmanager
-def _progress(total: int, desc: str) -> Iterator[tuple[Callable[[Any], None], Callable[[str], None]]]:
-    """A tqdm bar (a widget in a Jupyter kernel with ipywidgets, else text): trials, feasible, best, stage."""
-    with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns once, then falls back to the text bar
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-    bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr)
-    state: dict[str, str] = {}
-
-    def on_progress(p: Any) -> None:
-        bar.n = min(p.done, total)
-        state["feasible"] = str(p.feasible)
-        state["best acc"] = f"{p.best_accuracy * 100:.1f}%" if p.best_accuracy is not None else "-"
-        bar.set_postfix(state, refresh=True)
-
-    def on_stage(stage: str) -> None:
-        state["stage"] = stage
-        bar.set_postfix(state, refresh=True)
-
-    try:
-        yield on_progress, on_stage
-    finally:
-        bar.close()
 
 
 def _fail_orphans(storage: str, study_name: str) -> int:
@@ -341,7 +315,7 @@ class TinyfrontMagics(Magics):
             grace_period=args.grace_period,
         )
         start, interrupted = time.monotonic(), False
-        with _progress(args.trials, config.study_name) as (on_progress, on_stage):
+        with search_progress(args.trials, config.study_name, notebook=True) as (on_progress, on_stage):
             try:
                 run_search(config, args.trials, args.workers, dataset=dataset, progress=on_progress, stage=on_stage)
             except KeyboardInterrupt:

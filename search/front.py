@@ -95,11 +95,13 @@ def budget_hypervolume(
     return hypervolume(scaled, [OBJECTIVES[n] for n in objectives], reference)
 
 
-def _open_study(storage: str, study_name: str) -> Any:
+def open_study(storage: str, study_name: str) -> Any:
+    """``study_name`` in ``storage``; ConfigError naming the studies there when it is missing or not tinyfront's."""
     import optuna
 
     from search.storage import make_storage
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = make_storage(storage)
     try:
         study = optuna.load_study(study_name=study_name, storage=st)
@@ -164,19 +166,23 @@ def load_front(storage: str, study_name: str, target: Target | None = None) -> F
     ``target`` must be the same hardware (core, clock, runtime, host scale) with other budgets;
     for another board use :func:`recheck`, which re-measures the stored artifacts.
     """
-    study = _open_study(storage, study_name)
+    return report_from_study(open_study(storage, study_name), target)
+
+
+def report_from_study(study: Any, target: Target | None = None) -> FrontReport:
+    """:func:`load_front` for an already opened ``optuna.Study`` (the app keeps one open and re-reads it)."""
     attrs = study.user_attrs
     own = Target.from_dict(attrs["target"])
     if target is not None and not _same_hardware(own, target):
         raise ConfigError(
             f"target '{target.name}' is other hardware than the study's target '{own.name}'; its figures must be "
-            f"re-derived: use `tinyfront recheck --study {study_name} --target {target.name}`"
+            f"re-derived: use `tinyfront recheck --study {study.study_name} --target {target.name}`"
         )
     judge = target or own
     objectives = list(attrs["objectives"])
     rows = [_row(t, objectives, judge, t.user_attrs.get("result")) for t in study.get_trials(deepcopy=False)]
     report = FrontReport(
-        study_name=study_name,
+        study_name=study.study_name,
         target=judge.to_dict(),
         objectives=objectives,
         directions=[OBJECTIVES[n] for n in objectives],
@@ -199,7 +205,7 @@ def recheck(storage: str, study_name: str, target: Target) -> FrontReport:
     """
     from search.candidate import remeasure
 
-    study = _open_study(storage, study_name)
+    study = open_study(storage, study_name)
     objectives = list(study.user_attrs["objectives"])
     rows: list[TrialRow] = []
     for trial in study.get_trials(deepcopy=False):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from explorer.progress import search_progress
 from search.result import OBJECTIVES
 from search.storage import DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL
 from search.study import DEFAULT_ARTIFACTS_ROOT, DEFAULT_OBJECTIVES, SAMPLERS
@@ -92,35 +91,6 @@ def _space(args: argparse.Namespace) -> SearchSpace:
     )
 
 
-@contextmanager
-def progress_bar(total: int, desc: str) -> Iterator[tuple[Callable[..., None], Callable[[str], None]]]:
-    """A tqdm bar on stderr: trials done, feasible so far, best feasible accuracy, current stage."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
-    state: dict[str, str] = {}
-
-    def on_progress(p: object) -> None:
-        bar.n = min(getattr(p, "done", 0), total)
-        best = getattr(p, "best_accuracy", None)
-        state["feasible"] = str(getattr(p, "feasible", 0))
-        state["best acc"] = f"{best * 100:.1f}%" if best is not None else "-"
-        if getattr(p, "running", 0):
-            state["running"] = str(p.running)  # type: ignore[attr-defined]
-        else:
-            state.pop("running", None)
-        bar.set_postfix(state, refresh=True)
-
-    def on_stage(stage: str) -> None:
-        state["stage"] = stage
-        bar.set_postfix(state, refresh=True)
-
-    try:
-        yield on_progress, on_stage
-    finally:
-        bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     import optuna
 
@@ -152,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
     )
     print(f"study {config.study_name} in {config.storage} (artifacts: {config.study_dir()})", file=sys.stderr)
-    with progress_bar(args.trials, config.study_name) as (on_progress, on_stage):
+    with search_progress(args.trials, config.study_name) as (on_progress, on_stage):
         run_search(config, args.trials, args.workers, progress=on_progress, stage=on_stage)
     print_report(load_front(config.storage, config.study_name))
     return 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.commands.search import add_heartbeat_arguments, progress_bar
+from explorer.commands.search import add_heartbeat_arguments
+from explorer.progress import search_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"study '{args.study}' records no trial budget; pass --trials N")
         n_trials = int(study.user_attrs["n_trials"])
     print(f"worker {args.index} joins study {args.study} (target {config.target.name})", file=sys.stderr)
-    with progress_bar(n_trials, f"{args.study} worker {args.index}") as (on_progress, on_stage):
+    with search_progress(n_trials, f"{args.study} worker {args.index}") as (on_progress, on_stage):
         run_worker(config, n_trials, index=args.index, progress=on_progress, stage=on_stage)
     return 0

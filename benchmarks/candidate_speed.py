@@ -44,12 +44,14 @@ def main() -> None:
         for i, (s, p) in enumerate([(0.0, "int8"), (0.5, "int8"), (0.0, "float32"), (0.3, "int16x8"), (0.6, "int8")])
     ][: args.n]
     totals: list[float] = []
+    by_kind: dict[str, list[float]] = {"dense": [], "pruned": []}
     stages: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, spec in enumerate(specs):
             t0 = time.perf_counter()
             result = evaluate_candidate(spec, target, data, Path(tmp) / f"c{i}")
             totals.append(time.perf_counter() - t0)
+            by_kind["pruned" if spec.sparsity > 0 else "dense"].append(totals[-1])
             for name, sec in result.stage_seconds.items():
                 stages.setdefault(name, []).append(sec)
             print(
@@ -61,6 +63,9 @@ def main() -> None:
     print(f"{'stage':10s} {'p50 s':>7s} {'p99 s':>7s}")
     for name, values in [("total", totals), *stages.items()]:
         print(f"{name:10s} {np.percentile(values, 50):7.2f} {np.percentile(values, 99):7.2f}")
+    for kind, values in by_kind.items():
+        if values:
+            print(f"{kind + ' candidates':18s} p50 {np.percentile(values, 50):6.2f} s over {len(values)}")
     print(f"\ngoal p50 <= 10 s per candidate: {'met' if np.percentile(totals, 50) <= 10 else 'NOT met'}")
 
 

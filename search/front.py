@@ -50,6 +50,7 @@ class TrialRow:
     artifacts_dir: str | None
     reused_base: bool | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    duplicate_of: int | None = None  # served from that earlier trial with the same candidate
 
 
 @dataclass
@@ -138,11 +139,16 @@ def _row(trial: FrozenTrial, objectives: Sequence[str], target: Target, result: 
         artifacts_dir=trial.user_attrs.get("artifacts_dir"),
         reused_base=trial.user_attrs.get("reused_base"),
         spec=dict(trial.user_attrs.get("spec", {})),
+        duplicate_of=trial.user_attrs.get("duplicate_of"),
     )
 
 
-def _finish(report: FrontReport, target: Target) -> FrontReport:
-    feasible = [r for r in report.trials if r.feasible and len(r.values) == len(report.objectives)]
+def judge_front(report: FrontReport, target: Target) -> FrontReport:
+    """Fill ``report``'s feasible Pareto front (duplicates left out), knee and budget-box hypervolume."""
+    # A duplicate repeats its original's figures: the front lists the original only.
+    feasible = [
+        r for r in report.trials if r.feasible and r.duplicate_of is None and len(r.values) == len(report.objectives)
+    ]
     report.hypervolume_reference = {n: (0.0 if n == "accuracy" else 1.0) for n in report.objectives}
     if not feasible:
         return report
@@ -189,7 +195,7 @@ def report_from_study(study: Any, target: Target | None = None) -> FrontReport:
         budgets=_budgets(judge),
         trials=rows,
     )
-    return _finish(report, judge)
+    return judge_front(report, judge)
 
 
 def _budgets(target: Target) -> dict[str, float]:
@@ -229,4 +235,4 @@ def recheck(storage: str, study_name: str, target: Target) -> FrontReport:
         trials=rows,
         rechecked=True,
     )
-    return _finish(report, target)
+    return judge_front(report, target)

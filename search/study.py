@@ -12,6 +12,12 @@ full result with ``trial.set_user_attr`` and the budgets with ``trial.set_constr
 deprecated), and return the objective values. A candidate that raises records a one-line
 ``fail_reason`` and re-raises; the optimisation loop catches it, so the trial is FAIL and the
 search goes on.
+
+Samplers on a discrete space propose the same point again. When a trial's full spec (point and
+training settings) equals that of an earlier COMPLETE trial of the study, the objective does not
+build it again: it copies that trial's ``result``, ``artifacts_dir``, constraints and objective
+values, sets ``duplicate_of`` to its number and ``stage_seconds`` to ``{}``. The duplicate is a
+COMPLETE trial and uses one trial of the budget, at almost no cost.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ class StudyConfig:
     epochs: int = 5
     finetune_epochs: int = 2
     batch_size: int = 64
-    learning_rate: float = 2e-3
+    learning_rate: float = CandidateSpec.learning_rate
     artifacts_root: str = DEFAULT_ARTIFACTS_ROOT
     heartbeat_interval: int = HEARTBEAT_INTERVAL
     grace_period: int = GRACE_PERIOD
@@ -285,10 +291,18 @@ def make_objective(
     def _evaluate(trial: optuna.trial.Trial) -> tuple[float, ...]:
         fields = suggest(trial, space)
         spec = CandidateSpec(family=config.family, seed=config.seed, **config.training(), **fields)
-        out_dir = study_dir / f"trial-{trial.number}"
         trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr("artifacts_dir", str(out_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        earlier = _complete_trial_with_spec(trial.study, spec)
+        if earlier is not None:
+            # The same candidate was already built and measured in this study: serve its record.
+            trial.set_user_attr("duplicate_of", earlier.number)
+            trial.set_user_attr("artifacts_dir", earlier.user_attrs["artifacts_dir"])
+            _record(trial, earlier.user_attrs["result"], earlier.user_attrs["constraints"], {}, True)
+            log.debug("trial %d repeats trial %d's candidate; not evaluated again", trial.number, earlier.number)
+            return tuple(float(v) for v in earlier.values)
+        out_dir = study_dir / f"trial-{trial.number}"
+        trial.set_user_attr("artifacts_dir", str(out_dir))
         result = evaluate_candidate(
             spec, config.target, dataset, out_dir, cache_dir=study_dir / "base_models", progress=progress
         )
@@ -296,13 +310,34 @@ def make_objective(
         if not all(math.isfinite(v) for v in values):
             named = dict(zip(config.objectives, values, strict=True))
             raise CandidateError(f"objective values must be finite, got {named}")
-        constraints = result.constraint_values()
-        trial.set_user_attr("result", result.to_dict())
-        trial.set_user_attr("stage_seconds", result.stage_seconds)
-        trial.set_user_attr("reused_base", result.reused_base)
-        trial.set_user_attr("constraints", constraints)
-        for budget, value in zip(BUDGETS, constraints, strict=True):
-            trial.set_constraint(budget, value)
+        _record(trial, result.to_dict(), result.constraint_values(), result.stage_seconds, result.reused_base)
         return values
 
     return objective
+
+
+def _complete_trial_with_spec(study: optuna.Study, spec: CandidateSpec) -> optuna.trial.FrozenTrial | None:
+    """The first COMPLETE trial of ``study`` that evaluated exactly ``spec`` (point and training settings)."""
+    from optuna.trial import TrialState
+
+    wanted = spec.to_dict()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("spec") == wanted and "result" in t.user_attrs and "constraints" in t.user_attrs:
+            return t
+    return None
+
+
+def _record(
+    trial: optuna.trial.Trial,
+    result: dict[str, Any],
+    constraints: list[float],
+    stage_seconds: dict[str, float],
+    reused_base: bool,
+) -> None:
+    """Store a finished candidate on ``trial``: its result, stage times and budget constraints (<= 0 is feasible)."""
+    trial.set_user_attr("result", result)
+    trial.set_user_attr("stage_seconds", stage_seconds)
+    trial.set_user_attr("reused_base", reused_base)
+    trial.set_user_attr("constraints", constraints)
+    for budget, value in zip(BUDGETS, constraints, strict=True):
+        trial.set_constraint(budget, value)

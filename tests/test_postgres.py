@@ -131,7 +131,12 @@ def test_two_workers_share_one_study_on_postgres(postgres_url: str, tmp_path: Pa
     assert n_trials <= len(trials) <= n_trials + 1  # at most one overshoot when both start the last slot at once
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials), [t.state.name for t in trials]
     assert sum(t.state.name == "COMPLETE" for t in trials) >= n_trials
-    dirs = [t.user_attrs["artifacts_dir"] for t in trials]
+    # every built trial has its own artifacts; a repeated candidate is served from its original's
+    dirs = [t.user_attrs["artifacts_dir"] for t in trials if "duplicate_of" not in t.user_attrs]
     assert len(set(dirs)) == len(dirs) and all(Path(d, "result.json").is_file() for d in dirs)
+    originals = {t.number: t.user_attrs["artifacts_dir"] for t in trials}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:
+            assert t.user_attrs["artifacts_dir"] == originals[t.user_attrs["duplicate_of"]]
     # Both worker processes ran trials of the one study.
     assert len({t.user_attrs["worker"] for t in trials}) == 2, [t.user_attrs["worker"] for t in trials]

@@ -184,12 +184,17 @@ def test_end_to_end_search_on_demo_data(tmp_path: Path, monkeypatch: pytest.Monk
             assert set(t.constraints) == {"flash", "sram", "latency"}
             assert t.user_attrs["constraints"] == [t.constraints[k] for k in ("flash", "sram", "latency")]
             assert Path(t.user_attrs["artifacts_dir"], "model.tflite").is_file()
-            assert Path(t.user_attrs["artifacts_dir"]).name == f"trial-{t.number}"
-            assert set(t.user_attrs["stage_seconds"]) >= {"train", "convert", "measure"}
+            if "duplicate_of" in t.user_attrs:  # the only width that builds, drawn again: served, not rebuilt
+                earlier = trials[t.user_attrs["duplicate_of"]]
+                assert earlier.number < t.number and earlier.params == t.params and earlier.values == t.values
+                assert t.user_attrs["artifacts_dir"] == earlier.user_attrs["artifacts_dir"]
+                assert t.user_attrs["stage_seconds"] == {}
+            else:
+                assert Path(t.user_attrs["artifacts_dir"]).name == f"trial-{t.number}"
+                assert set(t.user_attrs["stage_seconds"]) >= {"train", "convert", "measure"}
+                assert t.user_attrs["reused_base"] is False
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    # Same width twice: the second trial at width 0.25 reuses the first one's base model.
-    if len(complete) > 1:
-        assert [t.user_attrs["reused_base"] for t in complete] == [False] + [True] * (len(complete) - 1)
+    assert sum("duplicate_of" not in t.user_attrs for t in complete) == 1
     assert list((tmp_path / "artifacts" / "t" / "base_models").glob("*.keras"))
 
     report = load_front(config.storage, "t")
@@ -222,6 +227,60 @@ def test_end_to_end_search_on_demo_data(tmp_path: Path, monkeypatch: pytest.Monk
             assert row.figures == {} and not row.feasible
     text = render_report(other, all_trials=True)
     assert "rechecked against stm32h743" in text and "tiny_cnn refuses width 0.75" in text
+
+
+@pytest.mark.slow
+def test_repeated_point_is_served_from_the_earlier_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.candidate
+    from search.workers import run_worker
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    built: list[float] = []  # widths of the candidates really evaluated (the real function, counted)
+    real_evaluate = search.candidate.evaluate_candidate
+
+    def counting_evaluate(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(spec.width)
+        return real_evaluate(spec, *args, **kwargs)
+
+    monkeypatch.setattr(search.candidate, "evaluate_candidate", counting_evaluate)
+    config = _config(
+        tmp_path,
+        family="test_study:tiny_cnn",
+        space=SearchSpace(width_min=0.25, width_max=0.5, sparsity_max=0.2, precisions=("int8", "float32")),
+        sampler="random",
+        epochs=1,
+        finetune_epochs=1,
+    )
+    data = load_demo()
+    study = create_or_load_study(config, data)
+    point = {"width": 0.25, "sparsity": 0.1, "precision": "int8"}
+    study.enqueue_trial(point)
+    study.enqueue_trial(point)
+    study = run_worker(config, 2, dataset=data)
+    first, second = study.trials
+    assert first.state.name == second.state.name == "COMPLETE"
+    assert first.params == second.params == point
+    assert "duplicate_of" not in first.user_attrs and second.user_attrs["duplicate_of"] == 0
+    assert second.values == first.values and 0.0 <= first.values[0] <= 1.0 and first.values[2] > 0
+    assert second.user_attrs["result"] == first.user_attrs["result"]
+    assert second.user_attrs["spec"] == first.user_attrs["spec"]
+    assert second.user_attrs["artifacts_dir"] == first.user_attrs["artifacts_dir"]
+    assert second.constraints == first.constraints and set(second.constraints) == {"flash", "sram", "latency"}
+    assert second.user_attrs["constraints"] == first.user_attrs["constraints"]
+    assert second.user_attrs["stage_seconds"] == {} and set(first.user_attrs["stage_seconds"]) >= {"train"}
+    # One candidate was built: one evaluation, one trial folder.
+    assert built == [0.25]
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "t").glob("trial-*")) == ["trial-0"]
+    assert sum(counts_toward_budget(t) for t in study.trials) == 2  # a duplicate uses one trial of the budget
+
+    # Other training settings make another candidate: no duplicate, a second build.
+    again = replace(config, learning_rate=1e-3)
+    create_or_load_study(again, data).enqueue_trial(point)
+    study = run_worker(again, 3, dataset=data)
+    third = study.trials[2]
+    assert third.state.name == "COMPLETE" and "duplicate_of" not in third.user_attrs and built == [0.25, 0.25]
+    assert Path(third.user_attrs["artifacts_dir"]).name == "trial-2"
+    assert set(third.user_attrs["stage_seconds"]) >= {"train"}
 
 
 @pytest.mark.slow

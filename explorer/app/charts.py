@@ -16,11 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from search.front import FrontReport, TrialRow, budget_hypervolume
-from search.pareto import knee_point, pareto_mask
-from search.result import BUDGETS, OBJECTIVES
+from search.front import FrontReport, TrialRow, judge_front
+from search.result import BUDGETS
 from search.targets import Target
 
 if TYPE_CHECKING:
@@ -70,21 +67,7 @@ def rejudge(report: FrontReport, budgets: Mapping[str, float]) -> FrontReport:
     own = Target.from_dict(report.target)
     target = own.with_budgets(limits["flash_kb"], limits["sram_kb"], limits["latency_ms"])
     out = replace(report, trials=rows, budgets=limits, target=target.to_dict(), front=[], knee=None, hypervolume=0.0)
-    feasible = [r for r in rows if r.feasible and len(r.values) == len(report.objectives)]
-    if not feasible:
-        return out
-    points = np.array([[r.values[n] for n in report.objectives] for r in feasible])
-    mask = pareto_mask(points, report.directions)
-    front = [r for r, keep in zip(feasible, mask, strict=True) if keep]
-    front.sort(
-        key=lambda r: tuple(-r.values[n] if OBJECTIVES[n] == "maximize" else r.values[n] for n in report.objectives)
-    )
-    front_points = np.array([[r.values[n] for n in report.objectives] for r in front])
-    knee = knee_point(front_points, report.directions)
-    out.front = [r.number for r in front]
-    out.knee = front[knee].number if knee is not None else None
-    out.hypervolume = budget_hypervolume(front_points, report.objectives, target)
-    return out
+    return judge_front(out, target)
 
 
 # ------------------------------------------------------------------------------------------ the front

@@ -283,37 +283,14 @@ class TinyfrontMagics(Magics):
     def _search(self, args: argparse.Namespace) -> SearchSummary:
         import optuna
 
-        from explorer.commands.search import _csv, _space
+        from explorer.commands.search import config_from_args
         from search.front import load_front
-        from search.space import SearchSpace
-        from search.study import StudyConfig
-        from search.targets import get_target
         from search.workers import run_search
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         family, label = self._family(args.family)
         data, dataset = self._data(args.data)
-        target = get_target(args.target, args.targets).with_budgets(
-            args.flash_budget, args.sram_budget, args.latency_budget
-        )
-        space = _space(args)
-        assert isinstance(space, SearchSpace)
-        config = StudyConfig(
-            target=target,
-            study_name=args.study or f"{target.name}-{label}",
-            storage=args.storage,
-            data=data,
-            family=family,
-            space=space,
-            objectives=_csv(args.objectives) or (),
-            sampler=args.sampler,
-            seed=args.seed,
-            epochs=args.epochs,
-            finetune_epochs=args.finetune_epochs,
-            artifacts_root=args.artifacts,
-            heartbeat_interval=args.heartbeat_interval,
-            grace_period=args.grace_period,
-        )
+        config = config_from_args(args, family=family, data=data, label=label)
         start, interrupted = time.monotonic(), False
         with search_progress(args.trials, config.study_name, notebook=True) as (on_progress, on_stage):
             try:

@@ -17,6 +17,7 @@ from search.study import DEFAULT_ARTIFACTS_ROOT, DEFAULT_OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
     from search.space import SearchSpace
+    from search.study import StudyConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,27 +92,25 @@ def _space(args: argparse.Namespace) -> SearchSpace:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    import optuna
-
-    from explorer.commands.front import print_report
-    from search.front import load_front
+def config_from_args(
+    args: argparse.Namespace, *, family: str | None = None, data: str | None = None, label: str | None = None
+) -> StudyConfig:
+    """The study the search arguments describe: one path for the CLI and the notebook magic, which
+    passes its own resolved ``family`` (and its ``label`` for the default study name) and ``data``."""
     from search.study import StudyConfig
     from search.targets import get_target
-    from search.workers import run_search
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    family = family or args.family
     target = get_target(args.target, args.targets).with_budgets(
         args.flash_budget, args.sram_budget, args.latency_budget
     )
-    space = _space(args)
-    config = StudyConfig(
+    return StudyConfig(
         target=target,
-        study_name=args.study or f"{target.name}-{args.family.replace(':', '.')}",
+        study_name=args.study or f"{target.name}-{label or family.replace(':', '.')}",
         storage=args.storage,
-        data=args.data,
-        family=args.family,
-        space=space,
+        data=args.data if data is None else data,
+        family=family,
+        space=_space(args),
         objectives=_csv(args.objectives) or (),
         sampler=args.sampler,
         seed=args.seed,
@@ -121,6 +120,17 @@ def run(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from explorer.commands.front import print_report
+    from search.front import load_front
+    from search.workers import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = config_from_args(args)
     print(f"study {config.study_name} in {config.storage} (artifacts: {config.study_dir()})", file=sys.stderr)
     with search_progress(args.trials, config.study_name) as (on_progress, on_stage):
         run_search(config, args.trials, args.workers, progress=on_progress, stage=on_stage)

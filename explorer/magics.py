@@ -51,6 +51,7 @@ from explorer.notebook_views import (
     front_figure,
     front_frame,
 )
+from explorer.processes import pid_alive
 from explorer.progress import search_progress
 from search.errors import TinyfrontError
 
@@ -161,7 +162,7 @@ def _fail_orphans(storage: str, study_name: str) -> int:
     host, count = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if who != host or not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+        if who != host or not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
             continue
         st.set_trial_state_values(t._trial_id, TrialState.FAIL)
         count += 1
@@ -175,16 +176,6 @@ def _exists(config: StudyConfig) -> bool:
 
     names = {s.study_name for s in optuna.get_all_study_summaries(make_storage(config.storage))}
     return bool(config.study_name in names)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _arrays(value: object, name: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:

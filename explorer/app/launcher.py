@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from explorer.processes import pid_alive
 from search.errors import ConfigError
 
 #: What a run can be: still going, ended with status 0, ended otherwise, stopped from the app.
@@ -98,27 +99,9 @@ def _write_run(workdir: Path, record: RunRecord) -> None:
     tmp.replace(path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child (no zombie)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def run_status(record: RunRecord) -> RunStatus:
     """Is ``record``'s search still running; if not, how did it end."""
-    if _alive(record.pid):
+    if pid_alive(record.pid):
         return RunStatus("running", None)
     rc: int | None = None
     try:
@@ -177,7 +160,7 @@ def stop(workdir: Path, record: RunRecord, *, wait: float = 10.0) -> RunStatus:
             break
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and _group_alive(record.pid):
-            _alive(record.pid)
+            pid_alive(record.pid)
             time.sleep(0.2)
         if not _group_alive(record.pid):
             break
@@ -186,7 +169,7 @@ def stop(workdir: Path, record: RunRecord, *, wait: float = 10.0) -> RunStatus:
 
 def _group_alive(pgid: int) -> bool:
     """True while any live (non-zombie) process is in process group ``pgid``."""
-    _alive(pgid)  # reap our own child first
+    pid_alive(pgid)  # reap our own child first
     return any(_in_group(p, pgid) for p in _pids())
 
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import ArgDecorator, MagicArgumentParser, magic_arguments
+from IPython.core.magic_arguments import ArgDecorator, MagicArgumentParser, magic_arguments, parse_argstring
 
 from explorer.notebook_views import (
     FIGURES,
@@ -210,7 +210,7 @@ class TinyfrontMagics(Magics):
     def tinyfront(self, line: str = "") -> Any:
         """Search, inspect and export tinyfront studies from a notebook (arguments as in the ``tinyfront`` CLI)."""
         try:
-            args = self.tinyfront.parser.parse_argstring(line)
+            args = parse_argstring(TinyfrontMagics.tinyfront, line)
         except SystemExit:  # -h / --help printed the help
             return None
         except UsageError as exc:  # the top-level parser is IPython's: name the magic and point to the help

@@ -43,19 +43,22 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path) -> None:
         "--sampler", "random", "--trials", "3", "--epochs", "1", "--finetune-epochs", "1",
         "--artifacts", str(tmp_path / "artifacts"), "--heartbeat-interval", "1", "--grace-period", "3",
     ]  # fmt: skip
+    # The first run goes through tests/blocking_search.py: its second candidate build writes
+    # `blocked` and sleeps, so the kill lands inside a running trial on an observed event.
+    blocked = tmp_path / "blocked"
+    first_cmd = [sys.executable, "-m", "blocking_search", *cmd[3:]]
     log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    env = {**_env(), "TINYFRONT_TEST_BLOCKED": str(blocked)}
+    proc = subprocess.Popen(first_cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline:
-            states = [t.state.name for t in _trials(url)]
-            if "COMPLETE" in states and states[-1] == "RUNNING":
-                break
+        while not blocked.exists():
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            time.sleep(0.2)
-        else:
-            pytest.fail("no trial completed within 240 s")
-        time.sleep(0.5)  # well inside the running trial (it takes seconds)
+            if time.monotonic() > deadline:
+                pytest.fail("the second candidate build did not start within 240 s")
+            time.sleep(0.1)
+        states = [t.state.name for t in _trials(url)]
+        assert "COMPLETE" in states and states[-1] == "RUNNING", states
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:

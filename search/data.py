@@ -239,9 +239,14 @@ def load_image_folder(
 
 
 def load_dataset(spec: str | Path | None = None, seed: int = 0) -> Dataset:
-    """Load by spec: ``None``/``"demo"`` -> demo; ``*.npz`` -> :func:`load_npz`; a folder -> image folder."""
+    """Load by spec: ``None``/``"demo"`` -> demo; ``"bench:kws"``/``"bench:vww"`` -> a generated benchmark
+    workload (:mod:`search.workloads`); ``*.npz`` -> :func:`load_npz`; a folder -> image folder."""
     if spec is None or (isinstance(spec, str) and spec.strip() in ("demo", "demo:digits")):
         return load_demo(seed)
+    if isinstance(spec, str) and spec.strip().startswith("bench:"):
+        from search.workloads import load_workload
+
+        return load_workload(spec.strip()[len("bench:") :], seed)
     path = Path(spec)
     if path.suffix.lower() == ".npz":
         return load_npz(path, seed=seed)
@@ -249,7 +254,8 @@ def load_dataset(spec: str | Path | None = None, seed: int = 0) -> Dataset:
         return load_image_folder(path, seed=seed)
     found = "a file that is not .npz" if path.is_file() else "nothing at that path"
     raise DataError(
-        f"expected 'demo', a .npz file or a folder with one sub-folder of images per class, got {str(spec)!r} ({found})"
+        f"expected 'demo', 'bench:kws', 'bench:vww', a .npz file or a folder with one sub-folder of images per "
+        f"class, got {str(spec)!r} ({found})"
     )
 
 

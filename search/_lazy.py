@@ -38,19 +38,47 @@ def _prepare_tf_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+#: Environment variable that caps TensorFlow's thread pools in this process (set per worker by
+#: :func:`search.workers.run_search`, or by the user): N workers on N cores each get cores / N threads
+#: instead of N processes each sized for the whole machine.
+THREADS_ENV = "TINYFRONT_THREADS"
+_threads_applied = False
+
+
+def _apply_thread_limit(tf: ModuleType) -> None:
+    global _threads_applied
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if _threads_applied or not value:
+        return
+    _threads_applied = True
+    try:
+        threads = int(value)
+    except ValueError:
+        raise TinyfrontError(f"{THREADS_ENV} must be a whole number of threads >= 1, got {value!r}") from None
+    if threads < 1:
+        raise TinyfrontError(f"{THREADS_ENV} must be a whole number of threads >= 1, got {threads}")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran an op in this process: its pools are fixed now
+        pass
+
+
 def tensorflow() -> ModuleType:
-    """The ``tensorflow`` module, imported with Keras 2 selected."""
+    """The ``tensorflow`` module, imported with Keras 2 selected (thread pools capped by ``TINYFRONT_THREADS``)."""
     _prepare_tf_env()
-    return require("tensorflow")
+    tf = require("tensorflow")
+    _apply_thread_limit(tf)
+    return tf
 
 
 def keras() -> ModuleType:
     """``tf_keras`` (Keras 2), the Keras that tfmot works with."""
-    _prepare_tf_env()
+    tensorflow()
     return require("tf_keras")
 
 
 def tfmot() -> ModuleType:
     """``tensorflow_model_optimization``."""
-    _prepare_tf_env()
+    tensorflow()
     return require("tensorflow_model_optimization")

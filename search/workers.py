@@ -17,11 +17,13 @@ is a function of the seed (and, after the start-up trials, of the measured objec
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from search._lazy import THREADS_ENV
 from search.errors import ConfigError, TinyfrontError
 from search.storage import counts_toward_budget, fail_stale
 from search.study import StudyConfig, create_or_load_study, make_objective, make_sampler
@@ -124,8 +126,15 @@ def run_worker(
     return loaded
 
 
-def _worker_process(config: StudyConfig, n_trials: int, index: int) -> None:  # pragma: no cover - child process
+def worker_threads(workers: int) -> int:
+    """TensorFlow threads per worker when ``workers`` share this machine: its cores / workers, at least 1."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _worker_process(config: StudyConfig, n_trials: int, index: int, threads: int) -> None:  # pragma: no cover
     import optuna
+
+    os.environ.setdefault(THREADS_ENV, str(threads))  # before TensorFlow is imported in this child
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_worker(config, n_trials, index=index)
@@ -144,6 +153,8 @@ def run_search(
 
     ``workers=1`` runs in this process. ``workers=N`` starts N processes (``spawn``), each loading
     the study by name from the storage; this process only watches the storage and reports progress.
+    Each worker's TensorFlow thread pools are capped at cores / N (:func:`worker_threads`; an explicit
+    ``TINYFRONT_THREADS`` in the environment wins).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
@@ -157,7 +168,9 @@ def run_search(
     study.set_user_attr("n_trials", n_trials)
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker_process, args=(config, n_trials, i), name=f"tinyfront-worker-{i}")
+        ctx.Process(
+            target=_worker_process, args=(config, n_trials, i, worker_threads(workers)), name=f"tinyfront-worker-{i}"
+        )
         for i in range(workers)
     ]
     for p in procs:

@@ -109,6 +109,8 @@ def bisect_arena(request: dict[str, Any], send: Send) -> dict[str, Any]:
         if size in crashed:
             return False
         send(("probe", size))
+        if request.get("fault") == "SIGSEGV-first-probe" and not crashed:
+            _fault("SIGSEGV")
         return _try_allocate(model, size)[0] is not None
 
     if breakdown is None:
@@ -187,7 +189,11 @@ JOBS: dict[str, Callable[[dict[str, Any], Send], Any]] = {
 
 
 def _fault(kind: str | None) -> None:
-    """Test hook (set only through ``search.tflm._TEST_FAULT`` by tests): crash or hang on purpose."""
+    """Test hook (set only through ``search.tflm._TEST_FAULT`` by tests): crash or hang on purpose.
+
+    ``"SIGSEGV"`` and ``"hang"`` act before the job starts; ``"SIGSEGV-first-probe"`` crashes on the
+    first arena probe of a child that was given no crashed sizes (see :func:`bisect_arena`).
+    """
     if kind == "SIGSEGV":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif kind == "hang":

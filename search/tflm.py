@@ -51,7 +51,8 @@ CHILD_TIMEOUT_S = 300.0
 PER_SAMPLE_TIMEOUT_S = 2.0
 #: Arena probes that may crash the interpreter (each one restarts the child) before giving up.
 MAX_PROBE_CRASHES = 8
-#: Test hook: "SIGSEGV" or "hang" makes the next child crash or hang on purpose. Only code in this
+#: Test hook: "SIGSEGV", "SIGSEGV-first-probe" or "hang" makes children crash or hang on purpose
+#: (see ``search._tflm_child._fault``). Only code in this
 #: process can set it (tests do, through monkeypatch); no option, file or environment variable does.
 _TEST_FAULT: str | None = None
 

@@ -236,8 +236,9 @@ def load_image_folder(
     if height < 1 or width < 1:
         raise DataError(f"image_size must be (height, width) >= 1, got {image_size}")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"expected one sub-folder per class in {root}, found none")
+    if len(class_dirs) < 2:
+        found = f"only {class_dirs[0].name!r}" if class_dirs else "none"
+        raise DataError(f"expected one sub-folder per class (at least 2 classes) in {root}, found {found}")
     pil_mode = "L" if color_mode == "grayscale" else "RGB"
     images: list[np.ndarray] = []
     labels: list[int] = []

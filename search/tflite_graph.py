@@ -195,6 +195,12 @@ def _macs(op: str, inputs: list[Any], out_shape: tuple[int, ...]) -> int:
 
 #: Largest tensor accepted (bytes): TFLM keeps element counts and byte sizes in 32-bit ints.
 MAX_TENSOR_BYTES = 2**31 - 1
+#: Tensor types TFLite Micro can hold (``TfLiteTypeSizeOf`` in tensorflow/lite/micro/memory_helpers.cc);
+#: the interpreter crashes on others (a VARIANT bias segfaults ``AllocateTensors``).
+TFLM_TENSOR_TYPES = frozenset(
+    ("FLOAT16", "BFLOAT16", "FLOAT32", "FLOAT64", "INT16", "INT32", "UINT32", "UINT8", "UINT16", "INT8", "INT64",
+     "UINT64", "BOOL", "RESOURCE", "COMPLEX64", "COMPLEX128", "INT4")
+)  # fmt: skip
 #: Fewest inputs each costed op reads, and the rank its input 1 (weights) must have.
 _OP_ARITY: dict[str, tuple[int, int]] = {
     "CONV_2D": (2, 4),
@@ -218,6 +224,12 @@ def _index(value: Any, count: int, field: str, *, optional: bool = False) -> int
 def _check_tensor(model_len: int, m: Any, t: Any, where: str) -> None:
     buffers = m.buffers or []
     b = _index(t.buffer, len(buffers), f"{where} buffer index")
+    type_name = _enum_names("TensorType").get(int(t.type), f"unknown type code {t.type}")
+    if type_name not in TFLM_TENSOR_TYPES:
+        raise MeasurementError(
+            f"invalid .tflite: {where} has tensor type {type_name}, which TFLite Micro cannot hold "
+            f"(allowed: {', '.join(sorted(TFLM_TENSOR_TYPES))})"
+        )
     shape = [int(d) for d in (t.shape if t.shape is not None else [])]
     if any(d < 0 for d in shape):
         raise MeasurementError(f"invalid .tflite: {where} shape {shape} has a negative dimension")

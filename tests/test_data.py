@@ -305,7 +305,11 @@ def test_empty_class_folder(tmp_path: Path) -> None:
 
 def test_folder_without_class_folders(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
-    expect(r"one sub-folder per class in .*flat, found none", load_image_folder, tmp_path / "flat")
+    expect(
+        r"one sub-folder per class \(at least 2 classes\) in .*flat, found none", load_image_folder, tmp_path / "flat"
+    )
+    write_pngs(tmp_path / "one", {"only": 8})  # a single class folder used to load as a 1-class dataset
+    expect(r"at least 2 classes\) in .*one, found only 'only'", load_image_folder, tmp_path / "one")
 
 
 def test_unknown_dataset_spec(tmp_path: Path) -> None:

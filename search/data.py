@@ -51,6 +51,11 @@ REPRESENTATIVE_SIZE = 200
 #: Image file types read by :func:`load_image_folder`.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 COLOR_MODES: tuple[str, ...] = ("grayscale", "rgb")
+#: Largest image (pixels) :func:`load_image_folder` decodes: 4096 x 4096. Bigger files are refused
+#: before decoding (PIL's own bomb check only starts at 89 M pixels, far beyond what a tiny model needs).
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: Largest array a ``.npz`` may declare in its headers (bytes), checked before numpy allocates it.
+MAX_NPZ_ARRAY_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,11 +153,7 @@ def load_npz(path: str | Path, seed: int = 0, val_fraction: float = 0.2) -> Data
     source = f"file {path}"
     if not path.is_file():
         raise DataError(f"expected a .npz file, found nothing at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"expected a readable .npz archive (numpy.savez), could not read {path}: {exc}") from None
+    arrays = _read_npz(path)
     found = ", ".join(sorted(arrays)) or "none"
     names = arrays.get("class_names")
     if names is not None and names.dtype.kind not in "US":
@@ -184,6 +185,35 @@ def load_npz(path: str | Path, seed: int = 0, val_fraction: float = 0.2) -> Data
     )
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive, after checking each header's declared size against the bytes it holds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > min(info.file_size, MAX_NPZ_ARRAY_BYTES):
+                    raise DataError(
+                        f"expected .npz arrays no larger than the data stored for them (and at most "
+                        f"{MAX_NPZ_ARRAY_BYTES // 1024**3} GiB), found {info.filename[:-4]!r} declaring shape "
+                        f"{shape} of {dtype} ({declared:,} B) in a {info.file_size:,} B member (file {path})"
+                    )
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError, RuntimeError) as exc:
+        # zipfile / numpy raise these for corrupt archives, bad headers, pickled objects and odd compression.
+        raise DataError(f"expected a readable .npz archive (numpy.savez), could not read {path}: {exc}") from None
+
+
 def load_image_folder(
     path: str | Path,
     image_size: tuple[int, int] = (32, 32),
@@ -197,8 +227,6 @@ def load_image_folder(
     resized to ``image_size`` = (height, width) with bilinear filtering, and divided by 255. Files
     with other suffixes and hidden entries are ignored; sub-folders of a class folder are searched too.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"expected a folder with one sub-folder per class, found no folder at {root}")
@@ -208,8 +236,9 @@ def load_image_folder(
     if height < 1 or width < 1:
         raise DataError(f"image_size must be (height, width) >= 1, got {image_size}")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"expected one sub-folder per class in {root}, found none")
+    if len(class_dirs) < 2:
+        found = f"only {class_dirs[0].name!r}" if class_dirs else "none"
+        raise DataError(f"expected one sub-folder per class (at least 2 classes) in {root}, found {found}")
     pil_mode = "L" if color_mode == "grayscale" else "RGB"
     images: list[np.ndarray] = []
     labels: list[int] = []
@@ -224,18 +253,43 @@ def load_image_folder(
                 f"expected {', '.join(IMAGE_SUFFIXES)} images in class folder {class_dir}, found none (empty class)"
             )
         for file in files:
-            try:
-                with Image.open(file) as img:
-                    resized = img.convert(pil_mode).resize((width, height), Image.Resampling.BILINEAR)
-                    images.append(np.asarray(resized, dtype=np.uint8))
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                raise DataError(f"expected a readable image, could not open {file}: {exc}") from None
+            images.append(_read_image(file, pil_mode, (width, height)))
             labels.append(label)
     x = np.stack(images).reshape(len(images), height, width, 1 if pil_mode == "L" else 3)
     xs = x.astype(np.float32) / np.float32(255.0)
     ys = np.asarray(labels, dtype=np.int64)
     classes = tuple(p.name for p in class_dirs)
     return _from_float_arrays(xs, ys, f"images:{root.name}", classes, seed, val_fraction, f"folder {root}")
+
+
+def _read_image(file: Path, pil_mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image file as uint8 ``(height, width[, 3])``, or a DataError naming the file.
+
+    The pixel count is checked from the header before decoding (:data:`MAX_IMAGE_PIXELS`); any error
+    PIL raises on a broken file (it raises OSError, ValueError, SyntaxError, struct.error, EOFError,
+    DecompressionBombError ... depending on the format) becomes one DataError.
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as img:
+                w, h = img.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DataError(f"expected images of at most {MAX_IMAGE_PIXELS:,} pixels, found {w}x{h} in {file}")
+                resized = img.convert(pil_mode).resize(size, Image.Resampling.BILINEAR)
+                return np.asarray(resized, dtype=np.uint8)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:  # PIL refuses it at open, from the header (> 179 M pixels)
+        raise DataError(f"expected images of at most {MAX_IMAGE_PIXELS:,} pixels, found {file}: {exc}") from None
+    except MemoryError:
+        raise DataError(f"expected a readable image, {file} does not fit in memory when decoded") from None
+    except Exception as exc:  # PIL's decoders raise many types on hostile files; this is the boundary
+        raise DataError(f"expected a readable image, could not open {file}: {type(exc).__name__}: {exc}") from None
 
 
 def load_dataset(spec: str | Path | None = None, seed: int = 0) -> Dataset:
@@ -321,6 +375,13 @@ def _labels(y: np.ndarray, key: str, source: str) -> np.ndarray:
             )
     if len(y) and y.min() < 0:
         raise DataError(f"expected labels 0..K-1 in {key}, found negative labels (min {int(y.min())}) ({source})")
+    if len(y) and y.max() >= len(y):
+        # K classes need at least K samples, so a label >= the sample count cannot be a class index
+        # (and must not size anything: one label of 10**8 once built a 10**8-element set).
+        raise DataError(
+            f"expected labels 0..K-1 with K <= the number of samples ({len(y)}) in {key}, found label "
+            f"{y.max():.0f} ({source})"
+        )
     return y.astype(np.int64)
 
 
@@ -333,8 +394,12 @@ def _class_names(names: Sequence[str] | None, y: np.ndarray, source: str) -> tup
     """Check labels are 0..K-1 with no gap and K >= 2; return the class names (given, or "0".."K-1")."""
     present = np.unique(y)
     k = int(present.max()) + 1 if len(present) else 0
+    if k > len(y):
+        raise DataError(
+            f"expected labels 0..K-1 with K <= the number of samples ({len(y)}), found label {k - 1} ({source})"
+        )
     if len(present) != k:
-        missing = sorted(set(range(k)) - {int(v) for v in present})
+        missing = np.setdiff1d(np.arange(k), present)
         shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
         raise DataError(
             f"expected contiguous labels 0..K-1, found labels {int(present.min())}..{k - 1} with no samples for "

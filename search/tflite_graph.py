@@ -193,6 +193,136 @@ def _macs(op: str, inputs: list[Any], out_shape: tuple[int, ...]) -> int:
     return 0
 
 
+#: Largest tensor accepted (bytes): TFLM keeps element counts and byte sizes in 32-bit ints.
+MAX_TENSOR_BYTES = 2**31 - 1
+#: Tensor types TFLite Micro can hold (``TfLiteTypeSizeOf`` in tensorflow/lite/micro/memory_helpers.cc);
+#: the interpreter crashes on others (a VARIANT bias segfaults ``AllocateTensors``).
+TFLM_TENSOR_TYPES = frozenset(
+    ("FLOAT16", "BFLOAT16", "FLOAT32", "FLOAT64", "INT16", "INT32", "UINT32", "UINT8", "UINT16", "INT8", "INT64",
+     "UINT64", "BOOL", "RESOURCE", "COMPLEX64", "COMPLEX128", "INT4")
+)  # fmt: skip
+#: Fewest inputs each costed op reads, and the rank its input 1 (weights) must have.
+_OP_ARITY: dict[str, tuple[int, int]] = {
+    "CONV_2D": (2, 4),
+    "DEPTHWISE_CONV_2D": (2, 4),
+    "TRANSPOSE_CONV": (3, 4),
+    "FULLY_CONNECTED": (2, 2),
+}
+
+
+def _index(value: Any, count: int, field: str, *, optional: bool = False) -> int:
+    """``value`` as an index into a list of ``count`` items, else a MeasurementError naming ``field``."""
+    i = int(value)
+    if optional and i == -1:
+        return i
+    if not 0 <= i < count:
+        allowed = f"0..{count - 1}" if count else "none (the list is empty)"
+        raise MeasurementError(f"invalid .tflite: {field} is {i}, out of range (allowed: {allowed})")
+    return i
+
+
+def _check_tensor(model_len: int, m: Any, t: Any, where: str) -> None:
+    buffers = m.buffers or []
+    b = _index(t.buffer, len(buffers), f"{where} buffer index")
+    type_name = _enum_names("TensorType").get(int(t.type), f"unknown type code {t.type}")
+    if type_name not in TFLM_TENSOR_TYPES:
+        raise MeasurementError(
+            f"invalid .tflite: {where} has tensor type {type_name}, which TFLite Micro cannot hold "
+            f"(allowed: {', '.join(sorted(TFLM_TENSOR_TYPES))})"
+        )
+    shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+    if any(d < 0 for d in shape):
+        raise MeasurementError(f"invalid .tflite: {where} shape {shape} has a negative dimension")
+    per_element = _tensor_dtype(t.type)[1]
+    nbytes = math.prod(shape) * max(per_element, 1)
+    if nbytes > MAX_TENSOR_BYTES:
+        raise MeasurementError(
+            f"invalid .tflite: {where} shape {shape} needs {nbytes:,} B, more than {MAX_TENSOR_BYTES:,} B"
+        )
+    buf = buffers[b]
+    stored = 0
+    if buf is not None and buf.data is not None and len(buf.data):
+        stored = len(buf.data)
+    elif buf is not None and buf.offset and buf.offset > 1:
+        stored = int(buf.size or 0)
+        if int(buf.offset) + stored > model_len:
+            raise MeasurementError(
+                f"invalid .tflite: buffer {b} (of {where}) spans bytes {buf.offset}..{int(buf.offset) + stored}, "
+                f"past the end of the {model_len:,} B file"
+            )
+    needed = math.ceil(math.prod(shape) * per_element)
+    if stored and per_element and stored < needed:
+        raise MeasurementError(
+            f"invalid .tflite: {where} shape {shape} needs {needed:,} B of data, buffer {b} holds {stored:,} B"
+        )
+    q = t.quantization
+    if q is None:
+        return
+    n_scale = len(q.scale) if q.scale is not None else 0
+    n_zp = len(q.zeroPoint) if q.zeroPoint is not None else 0
+    if n_scale and n_zp and n_scale != n_zp:
+        raise MeasurementError(f"invalid .tflite: {where} has {n_scale} quantisation scales but {n_zp} zero points")
+
+
+def _check_operator(model_len: int, m: Any, sg: Any, k: int, op: Any, where: str) -> None:
+    n_tensors, n_subgraphs = len(sg.tensors or []), len(m.subgraphs or [])
+    code_index = _index(op.opcodeIndex, len(m.operatorCodes or []), f"{where} operator {k} opcode index")
+    code = m.operatorCodes[code_index]
+    for field in ("inputs", "outputs", "intermediates"):
+        for j, t in enumerate(getattr(op, field) if getattr(op, field) is not None else []):
+            _index(t, n_tensors, f"{where} operator {k} {field}[{j}] tensor index", optional=field == "inputs")
+    options = op.builtinOptions
+    for name, value in vars(options).items() if options is not None else ():
+        if name.endswith("SubgraphIndex") and isinstance(value, int):
+            _index(value, n_subgraphs, f"{where} operator {k} {name}")
+    if op.largeCustomOptionsSize:
+        end = int(op.largeCustomOptionsOffset or 0) + int(op.largeCustomOptionsSize)
+        if end > model_len:
+            raise MeasurementError(f"invalid .tflite: {where} operator {k} custom options end past the file")
+    name = _enum_names("BuiltinOperator").get(max(int(code.builtinCode), int(code.deprecatedBuiltinCode)), "")
+    if name in _OP_ARITY:
+        min_inputs, rank = _OP_ARITY[name]
+        inputs = list(op.inputs if op.inputs is not None else [])
+        outputs = list(op.outputs if op.outputs is not None else [])
+        if len(inputs) < min_inputs or len(outputs) < 1 or min(inputs[:min_inputs]) < 0 or outputs[0] < 0:
+            raise MeasurementError(
+                f"invalid .tflite: {where} operator {k} ({name}) needs {min_inputs} inputs and an output, "
+                f"found inputs {inputs} and outputs {outputs}"
+            )
+        weights = sg.tensors[inputs[1]]
+        w_shape = [int(d) for d in (weights.shape if weights.shape is not None else [])]
+        if len(w_shape) != rank:
+            raise MeasurementError(
+                f"invalid .tflite: {where} operator {k} ({name}) needs a {rank}-D weight tensor, "
+                f"found tensor {inputs[1]} of shape {w_shape}"
+            )
+
+
+def _check_model(m: Any, model_len: int) -> None:
+    """Check every index the graph reader or TFLM follows, and the shapes costed ops use."""
+    n_buffers, n_subgraphs = len(m.buffers or []), len(m.subgraphs or [])
+    for i, md in enumerate(m.metadata or []):
+        _index(md.buffer, n_buffers, f"metadata {i} buffer index")
+    for i, b in enumerate(m.metadataBuffer if m.metadataBuffer is not None else []):
+        _index(b, n_buffers, f"metadata_buffer[{i}]")
+    for i, sig in enumerate(m.signatureDefs or []):
+        g = _index(sig.subgraphIndex, n_subgraphs, f"signature {i} subgraph index")
+        n_t = len(m.subgraphs[g].tensors or [])
+        for field in ("inputs", "outputs"):
+            for j, tm in enumerate(getattr(sig, field) or []):
+                _index(tm.tensorIndex, n_t, f"signature {i} {field}[{j}] tensor index")
+    for g, sg in enumerate(m.subgraphs or []):
+        where = f"subgraph {g}"
+        tensors = sg.tensors or []
+        for t_i, t in enumerate(tensors):
+            _check_tensor(model_len, m, t, f"{where} tensor {t_i}")
+        for field in ("inputs", "outputs"):
+            for j, t in enumerate(getattr(sg, field) if getattr(sg, field) is not None else []):
+                _index(t, len(tensors), f"{where} {field}[{j}] tensor index")
+        for k, op in enumerate(sg.operators or []):
+            _check_operator(model_len, m, sg, k, op, where)
+
+
 def parse_tflite(model: bytes) -> GraphInfo:
     """Decode ``model`` (the bytes of a .tflite file) into a :class:`GraphInfo` of its main subgraph."""
     model = bytes(model)
@@ -206,6 +336,7 @@ def parse_tflite(model: bytes) -> GraphInfo:
         raise MeasurementError(f"not a TFLite flatbuffer: cannot decode it ({type(exc).__name__}: {exc})") from None
     if not m.subgraphs:
         raise MeasurementError("not a usable TFLite model: it has no subgraphs")
+    _check_model(m, len(model))
     sg = m.subgraphs[0]
     tensors = list(sg.tensors or [])
     buffers = list(m.buffers or [])

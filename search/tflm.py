@@ -7,31 +7,54 @@ calls ``vfprintf(stderr, ...)``). The host is x86-64 with TFLM's reference kerne
 rescales the pointer-bearing persistent records to a 32-bit MCU (see :data:`POINTER_RECORD_BYTES`).
 Kernel scratch buffers that CMSIS-NN requests on a Cortex-M are not in this figure (the host
 runs reference kernels); :mod:`search.measure` adds an estimate of them.
+
+Native code behind a process wall (STYLE.md item 12): every interpreter call runs in a child process
+(``python -m search._tflm_child``, one per measurement: the whole bisection, or a whole batch of
+invokes) with a timeout. A crash or hang comes back as a :class:`MeasurementError` naming the signal
+and the step, never takes the caller down. The model is validated by :func:`parse_tflite` in this
+process first, so no index the graph reader follows is out of range when TFLM sees it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import io
+import logging
 import os
-import re
+import pickle
+import signal
+import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search._lazy import require
+from search._tflm_child import HUGE_ARENA_BYTES, MIN_ARENA_BYTES
 from search.errors import MeasurementError
 
-#: Arenas below this are never handed to TFLM: the host build places its allocator objects in the
-#: arena unchecked and segfaults on arenas of a few hundred bytes (seen below ~500 B).
-MIN_ARENA_BYTES = 1024
+__all__ = [
+    "HUGE_ARENA_BYTES",
+    "MIN_ARENA_BYTES",
+    "ArenaMeasurement",
+    "measure_arena",
+    "quantize_input",
+    "run_tflm",
+    "run_tflm_raw",
+]
 
-#: Arena tried first; a model that does not allocate in it is reported as unmeasurable.
-HUGE_ARENA_BYTES = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+#: Seconds one interpreter child may take (an arena bisection, or allocation before a batch).
+CHILD_TIMEOUT_S = 300.0
+#: Extra seconds a batch child gets per sample it invokes.
+PER_SAMPLE_TIMEOUT_S = 2.0
+#: Arena probes that may crash the interpreter (each one restarts the child) before giving up.
+MAX_PROBE_CRASHES = 8
+#: Test hook: "SIGSEGV", "SIGSEGV-first-probe" or "hang" makes children crash or hang on purpose
+#: (see ``search._tflm_child._fault``). Only code in this
+#: process can set it (tests do, through monkeypatch); no option, file or environment variable does.
+_TEST_FAULT: str | None = None
 
 #: Size of the persistent records TFLM places in the arena tail, per record, on x86-64 (as the
 #: breakdown reports them: bytes / count) and on a 32-bit MCU. Derived from the structs in
@@ -50,9 +73,6 @@ POINTER_RECORD_BYTES: dict[str, tuple[float, float]] = {
     "Persistent TfLiteTensor quantization data": (32, 20),
 }
 
-_TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_RECORD = re.compile(r"'([^']+)' used (\d+) bytes")
-
 
 @dataclass(frozen=True)
 class ArenaMeasurement:
@@ -66,54 +86,87 @@ class ArenaMeasurement:
         return asdict(self)
 
 
-def _runtime() -> Any:
-    return require("tflite_micro.python.tflite_micro.runtime")
+@dataclass(frozen=True)
+class _ChildRun:
+    """What one interpreter child sent back: its messages in order and how it ended."""
+
+    messages: list[tuple[str, Any]]
+    returncode: int | None
+    stderr: str
+    timed_out: bool
+
+    def last(self, kind: str) -> Any:
+        return next((value for k, value in reversed(self.messages) if k == kind), None)
+
+    def where(self) -> str:
+        """The native step the child was in when it stopped (its last ``stage`` or ``probe``)."""
+        for kind, value in reversed(self.messages):
+            if kind == "probe":
+                return f"probing a {value:,} B arena"
+            if kind == "stage":
+                return str(value)
+        return "starting the TFLite Micro interpreter"
 
 
-@contextlib.contextmanager
-def _capture_fd2() -> Iterator[list[str]]:
-    """Redirect the process's file descriptor 2 (where TFLM's DebugLog writes) into a list of one string."""
-    libc = ctypes.CDLL(None)
-    out: list[str] = []
-    sys.stderr.flush()
-    libc.fflush(None)
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
+def _child_env() -> dict[str, str]:
+    """The parent's environment, with the folder holding this ``search`` package first on PYTHONPATH."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _run_child(request: dict[str, Any], timeout: float) -> _ChildRun:
+    """Run one request in a fresh ``python -m search._tflm_child`` (no fork of this, maybe threaded, process)."""
+    payload = pickle.dumps({**request, "fault": _TEST_FAULT}, protocol=pickle.HIGHEST_PROTOCOL)
+    with subprocess.Popen(
+        [sys.executable, "-m", "search._tflm_child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(),
+    ) as proc:
+        timed_out = False
         try:
-            yield out
-        finally:
-            libc.fflush(None)
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode(errors="replace"))
-
-
-def _try_allocate(model: bytes, arena_size: int) -> tuple[Any | None, str]:
-    """An interpreter if ``arena_size`` bytes suffice, else None and TFLM's printed reason."""
-    if arena_size < MIN_ARENA_BYTES:
-        return None, f"arena below {MIN_ARENA_BYTES:,} B is not tried (TFLM's allocator objects do not fit)"
-    runtime = _runtime()
-    with _capture_fd2() as printed:
+            out, err = proc.communicate(payload, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            timed_out = True
+        except BaseException:  # Ctrl-C and the like: never leave the child behind
+            proc.kill()
+            raise
+    messages: list[tuple[str, Any]] = []
+    stream = io.BytesIO(out)
+    while stream.tell() < len(out):
         try:
-            interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(arena_size))
-            # The C++ interpreter reads the flatbuffer in place: keep the bytes alive as long as it lives.
-            interpreter._tinyfront_model = model
-            return interpreter, ""
-        except Exception as exc:  # the wrapper raises RuntimeError; corrupt files raise struct.error etc.
-            error = str(exc).split("[RecordingMicroAllocator]")[0].strip()
-    reason = " ".join(line.strip() for line in printed[0].splitlines() if "RecordingMicroAllocator" not in line)
-    return None, "; ".join(s for s in (error, reason.strip()) if s)
+            messages.append(pickle.load(stream))
+        except Exception:  # a message cut short by the crash
+            break
+    return _ChildRun(messages, proc.returncode, err.decode(errors="replace"), timed_out)
 
 
-def _breakdown(interpreter: Any) -> dict[str, int]:
-    with _capture_fd2() as printed:
-        interpreter.print_allocations()
-    text = printed[0]
-    result = {m.group(1): int(m.group(2)) for m in _TOTAL.finditer(text)}
-    result.update({m.group(1): int(m.group(2)) for m in _RECORD.finditer(text)})
-    return result
+def _child_result(run: _ChildRun, what: str, timeout: float) -> Any:
+    """The child's result, or a MeasurementError naming the signal / timeout and the step it was in."""
+    if run.timed_out:
+        raise MeasurementError(f"TFLite Micro timed out after {timeout:g} s while {run.where()} ({what}); child killed")
+    if run.returncode is not None and run.returncode < 0:
+        try:
+            name = signal.Signals(-run.returncode).name
+        except ValueError:
+            name = f"signal {-run.returncode}"
+        raise MeasurementError(f"TFLite Micro crashed ({name}) while {run.where()} ({what})")
+    error = run.last("error")
+    if error is not None:
+        raise MeasurementError(str(error))
+    for kind, value in run.messages:
+        if kind == "result":
+            return value
+    tail = " ".join(run.stderr.strip().splitlines()[-3:])[-400:]
+    raise MeasurementError(
+        f"TFLite Micro child exited with status {run.returncode} without a result while {run.where()} ({what})"
+        + (f": {tail}" if tail else "")
+    )
 
 
 def _to_32bit(arena_bytes: int, breakdown: dict[str, int]) -> int:
@@ -132,51 +185,53 @@ def _to_32bit(arena_bytes: int, breakdown: dict[str, int]) -> int:
 
 
 def measure_arena(model: bytes, *, resolution: int = 16) -> ArenaMeasurement:
-    """Bisect the smallest arena (to ``resolution`` bytes) that TFLM allocates this model in."""
+    """Bisect the smallest arena (to ``resolution`` bytes) that TFLM allocates this model in.
+
+    The whole bisection runs in one child process (:mod:`search._tflm_child`). A probe that crashes
+    the interpreter counts as "too small" (see ``bisect_arena`` there for the TFLM bug behind it) and
+    a fresh child carries on; any other crash or a hang is a :class:`MeasurementError`.
+    """
     if resolution < 1:
         raise MeasurementError(f"resolution must be >= 1 byte, got {resolution}")
     from search.tflite_graph import parse_tflite
 
     model = bytes(model)
-    parse_tflite(model)  # MeasurementError on bytes that are not a TFLite flatbuffer
-    interpreter, reason = _try_allocate(model, HUGE_ARENA_BYTES)
-    if interpreter is None:
+    parse_tflite(model)  # MeasurementError on bytes that are not a valid TFLite flatbuffer
+    request: dict[str, Any] = {"op": "arena", "model": model, "resolution": resolution, "crashed": []}
+    for _ in range(MAX_PROBE_CRASHES + 1):
+        run = _run_child(request, CHILD_TIMEOUT_S)
+        probe = run.messages[-1][1] if run.messages and run.messages[-1][0] == "probe" else None
+        breakdown = run.last("breakdown") or request.get("breakdown")
+        signum = -run.returncode if run.returncode is not None and run.returncode < 0 and not run.timed_out else 0
+        if not (signum and probe is not None and breakdown is not None and probe < HUGE_ARENA_BYTES):
+            break
+        log.info("TFLite Micro crashed probing a %d B arena (signal %d): counted as too small", probe, signum)
+        request = {**request, "crashed": [*request["crashed"], probe], "breakdown": breakdown}
+    else:
         raise MeasurementError(
-            f"TFLite Micro cannot allocate this model even with a {HUGE_ARENA_BYTES // 2**20} MiB arena: "
-            f"{reason or 'no reason given'}"
+            f"TFLite Micro crashed on {MAX_PROBE_CRASHES + 1} arena probes in a row "
+            f"({', '.join(f'{c:,} B' for c in request['crashed'])}): arena not measured"
         )
-    breakdown = _breakdown(interpreter)
-    del interpreter
-    # The recorded total is where the search starts; bisection then finds the real minimum, which
-    # can exceed the total for tiny models: the memory planner's temporary buffers (freed after
-    # planning) must fit too (AD01: total 3,984 B, smallest arena that allocates 4,634 B).
-    # No arena below the recorded total can allocate (it is what the allocator placed), and probing
-    # below it is unsafe: the host build segfaults on some such arenas (seen at total - 206 B).
-    # So the search runs between the total (known to fail or to be the answer) and upwards.
-    total = breakdown.get("total", HUGE_ARENA_BYTES)
-    if _try_allocate(model, total)[0] is not None:
-        return ArenaMeasurement(arena_bytes=total, arena_bytes_32bit=_to_32bit(total, breakdown), breakdown=breakdown)
-    lo, hi = total, total
-    while _try_allocate(model, hi)[0] is None:
-        lo, hi = hi, min(HUGE_ARENA_BYTES, hi + max(resolution, hi // 16))
-    while hi - lo > resolution:
-        mid = (lo + hi) // 2
-        if _try_allocate(model, mid)[0] is None:
-            lo = mid
-        else:
-            hi = mid
-    return ArenaMeasurement(arena_bytes=hi, arena_bytes_32bit=_to_32bit(hi, breakdown), breakdown=breakdown)
+    result = _child_result(run, "measuring the tensor arena", CHILD_TIMEOUT_S)
+    arena, breakdown = int(result["arena_bytes"]), dict(result["breakdown"])
+    return ArenaMeasurement(arena_bytes=arena, arena_bytes_32bit=_to_32bit(arena, breakdown), breakdown=breakdown)
 
 
-def _interpreter(model: bytes, arena_size: int | None) -> Any:
+def _validated(model: bytes, arena_size: int | None) -> bytes:
     from search.tflite_graph import parse_tflite
 
-    parse_tflite(model)
-    size = arena_size if arena_size is not None else HUGE_ARENA_BYTES
-    interpreter, reason = _try_allocate(bytes(model), size)
-    if interpreter is None:
-        raise MeasurementError(f"TFLite Micro cannot allocate this model in a {size:,} B arena: {reason}")
-    return interpreter
+    model = bytes(model)
+    parse_tflite(model)  # every index checked before native code sees the model
+    if arena_size is not None and not MIN_ARENA_BYTES <= arena_size <= HUGE_ARENA_BYTES:
+        raise MeasurementError(
+            f"arena_size must be {MIN_ARENA_BYTES:,}..{HUGE_ARENA_BYTES:,} B, got {arena_size:,}"
+            + (
+                " (TFLite Micro cannot allocate this model in so small an arena)"
+                if arena_size < MIN_ARENA_BYTES
+                else ""
+            )
+        )
+    return model
 
 
 def quantize_input(model: bytes, x: np.ndarray) -> np.ndarray:
@@ -201,37 +256,56 @@ def _check_sample_shape(model_shape: tuple[int, ...], sample_shape: tuple[int, .
         )
 
 
+def _input_spec(model: bytes) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    from search.tflite_graph import parse_tflite
+
+    graph = parse_tflite(model)
+    if len(graph.inputs) < 1 or len(graph.outputs) < 1:
+        raise MeasurementError(
+            f"expected a model with an input and an output, found {len(graph.inputs)} input(s) and "
+            f"{len(graph.outputs)} output(s)"
+        )
+    spec = graph.inputs[0]
+    try:
+        dtype = np.dtype(spec.dtype)
+    except TypeError:
+        raise MeasurementError(f"TFLite Micro input of dtype {spec.dtype} is not supported here") from None
+    return spec.shape, dtype
+
+
+def _invoke(model: bytes, samples: np.ndarray, arena_size: int | None) -> list[np.ndarray]:
+    timeout = CHILD_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S * len(samples)
+    request = {"op": "run", "model": model, "x": samples, "arena_size": arena_size}
+    run = _run_child(request, timeout)
+    return list(_child_result(run, f"running {len(samples)} sample(s)", timeout))
+
+
 def run_tflm_raw(model: bytes, x_raw: np.ndarray, *, arena_size: int | None = None) -> np.ndarray:
     """Invoke TFLM once on one sample already in the input dtype; return the raw output tensor."""
-    interpreter = _interpreter(model, arena_size)
-    details = interpreter.get_input_details(0)
-    shape = tuple(int(d) for d in details["shape"])
+    model = _validated(model, arena_size)
+    shape, dtype = _input_spec(model)
     x_raw = np.asarray(x_raw)
     if x_raw.shape != shape:
         _check_sample_shape(shape, x_raw.shape)
         x_raw = x_raw.reshape(shape)
-    interpreter.set_input(x_raw.astype(details["dtype"], copy=False), 0)
-    interpreter.invoke()
-    return np.array(interpreter.get_output(0))
+    return _invoke(model, x_raw.astype(dtype, copy=False)[np.newaxis], arena_size)[0]
 
 
 def run_tflm(model: bytes, x: np.ndarray, *, arena_size: int | None = None) -> np.ndarray:
-    """Float batch ``(N, ...)`` in, float32 outputs ``(N, ...)`` out; one TFLM invoke per sample."""
-    interpreter = _interpreter(model, arena_size)
-    in_d = interpreter.get_input_details(0)
-    out_d = interpreter.get_output_details(0)
-    shape = tuple(int(d) for d in in_d["shape"])
+    """Float batch ``(N, ...)`` in, float32 outputs ``(N, ...)`` out; one TFLM invoke per sample (one child)."""
+    from search.tflite_graph import parse_tflite
+
+    model = _validated(model, arena_size)
+    shape, dtype = _input_spec(model)
     x = np.asarray(x, dtype=np.float32)
     _check_sample_shape(shape, x.shape[1:])
-    raw = quantize_input(model, x)
-    out_scale = out_d["quantization_parameters"]["scales"]
-    out_zp = out_d["quantization_parameters"]["zero_points"]
+    if len(x) == 0:
+        return np.zeros((0,), dtype=np.float32)
+    raw = quantize_input(model, x).reshape((len(x), *shape)).astype(dtype, copy=False)
+    out = parse_tflite(model).outputs[0]
     results = []
-    for sample in raw:
-        interpreter.set_input(sample.reshape(shape).astype(in_d["dtype"], copy=False), 0)
-        interpreter.invoke()
-        y = np.array(interpreter.get_output(0))
-        if np.issubdtype(y.dtype, np.integer) and len(out_scale):
-            y = (y.astype(np.float32) - float(out_zp[0])) * float(out_scale[0])
+    for y in _invoke(model, raw, arena_size):
+        if np.issubdtype(y.dtype, np.integer) and out.scale is not None:
+            y = (y.astype(np.float32) - float(out.zero_point or 0)) * float(out.scale)
         results.append(y.astype(np.float32).reshape(-1))
-    return np.stack(results) if results else np.zeros((0,), dtype=np.float32)
+    return np.stack(results)

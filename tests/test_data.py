@@ -305,10 +305,75 @@ def test_empty_class_folder(tmp_path: Path) -> None:
 
 def test_folder_without_class_folders(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
-    expect(r"one sub-folder per class in .*flat, found none", load_image_folder, tmp_path / "flat")
+    expect(
+        r"one sub-folder per class \(at least 2 classes\) in .*flat, found none", load_image_folder, tmp_path / "flat"
+    )
+    write_pngs(tmp_path / "one", {"only": 8})  # a single class folder used to load as a 1-class dataset
+    expect(r"at least 2 classes\) in .*one, found only 'only'", load_image_folder, tmp_path / "one")
 
 
 def test_unknown_dataset_spec(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("1,2\n")
     expect(r"expected 'demo', a \.npz file or a folder.*data\.csv.*not \.npz", load_dataset, tmp_path / "data.csv")
     expect(r"nothing at that path", load_dataset, "no-such-thing")
+
+
+# ------------------------------------------------------------------------------- hostile inputs (issue 10)
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose IHDR claims ``width`` x ``height`` (8-bit grey) with one tiny IDAT: a few hundred bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_huge_label_is_bounded_by_the_sample_count(tmp_path: Path) -> None:
+    import resource
+
+    x, y = blobs()
+    y[7] = 10**8
+    path = save(tmp_path, x=x, y=y)
+    assert path.stat().st_size < 16_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    msg = expect(r"labels 0\.\.K-1 with K <= the number of samples \(60\) in y, found label 100000000", load_npz, path)
+    assert "d.npz" in msg
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: no 10**8-element set
+    # Pre-split: every class needs a validation sample, so the bound holds for y_val too.
+    yv = np.minimum(y[:10], 2)
+    yv[0] = 12
+    expect(r"K <= the number of samples \(10\) in y_val, found label 12", load_npz,
+           save(tmp_path, "s.npz", x_train=x, y_train=np.minimum(y, 2), x_val=x[:10], y_val=yv))  # fmt: skip
+    expect(r"K <= the number of samples \(60\) in y, found label 1e\+20|found label 100000000000000000000",
+           from_arrays, x, np.where(y > 2, 1e20, y).astype(np.float64))  # fmt: skip
+
+
+def test_npz_header_declaring_a_huge_array(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)
+        archive.writestr("y.npy", header.getvalue())
+    expect(r"declaring shape \(1000000, 1000000\) of float32 \(4,000,000,000,000 B\) in a 192 B member", load_npz, path)
+
+
+def test_decompression_bomb_png_is_a_clean_error(tmp_path: Path) -> None:
+    write_pngs(tmp_path / "imgs", {"a": 6, "b": 6})
+    png_header_only(tmp_path / "imgs" / "b" / "bomb.png", 20_000, 20_000)  # PIL: DecompressionBombError
+    expect(r"at most 16,777,216 pixels, found .*bomb\.png: Image size \(400000000 pixels\)", load_image_folder,
+           tmp_path / "imgs")  # fmt: skip
+    png_header_only(tmp_path / "imgs" / "b" / "bomb.png", 5_000, 5_000)  # under PIL's limit, over ours
+    expect(r"found 5000x5000 in .*bomb\.png", load_image_folder, tmp_path / "imgs")
+    png_header_only(tmp_path / "imgs" / "b" / "bomb.png", 30, 30)  # small, but its pixel data is cut short
+    expect(r"could not open .*bomb\.png: \w+", load_image_folder, tmp_path / "imgs")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from search.errors import MeasurementError
@@ -89,3 +92,106 @@ def test_parsing_does_not_import_tensorflow(mlperf_dir: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- validation of every index the reader and TFLM follow (issue 10 item 2) -----------------------
+
+
+def _mutated(path: Path, edit: Callable[[Any], None]) -> bytes:
+    """The model at ``path`` decoded into the schema's object API, edited by ``edit`` and packed again."""
+    import flatbuffers
+
+    from search.tflite_graph import _schema
+
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
+    edit(m)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _conv0(m: Any) -> Any:
+    return m.subgraphs[0].operators[0]
+
+
+def _set_input(op: Any, position: int, value: int) -> None:
+    inputs = list(op.inputs)
+    inputs[position] = value
+    op.inputs = inputs
+
+
+def _set_shape(m: Any, tensor: int, shape: list[int]) -> None:
+    m.subgraphs[0].tensors[tensor].shape = shape
+
+
+MUTATIONS: list[tuple[str, Callable[[Any], None], str]] = [
+    (
+        "opcode",
+        lambda m: setattr(_conv0(m), "opcodeIndex", 99),
+        r"operator 0 opcode index is 99, out of range \(allowed: 0\.\.5\)",
+    ),
+    ("tensor", lambda m: _set_input(_conv0(m), 0, 999), r"operator 0 inputs\[0\] tensor index is 999, out of range"),
+    ("negative tensor", lambda m: _set_input(_conv0(m), 0, -7), r"inputs\[0\] tensor index is -7, out of range"),
+    (
+        "subgraph input",
+        lambda m: setattr(m.subgraphs[0], "inputs", [999]),
+        r"subgraph 0 inputs\[0\] tensor index is 999",
+    ),
+    (
+        "subgraph output",
+        lambda m: setattr(m.subgraphs[0], "outputs", [-1]),
+        r"subgraph 0 outputs\[0\] tensor index is -1",
+    ),
+    (
+        "buffer",
+        lambda m: setattr(m.subgraphs[0].tensors[17], "buffer", 9999),
+        r"tensor 17 buffer index is 9999, out of range \(allowed: 0\.\.36\)",
+    ),
+    (
+        "1-D filter",
+        lambda m: _set_shape(m, 17, [640]),
+        r"CONV_2D\) needs a 4-D weight tensor, found tensor 17 of shape \[640\]",
+    ),
+    (
+        "short buffer",
+        lambda m: _set_shape(m, 17, [64, 10, 4, 2]),
+        r"tensor 17 shape \[64, 10, 4, 2\] needs 5,120 B of data, buffer 18 holds 2,560 B",
+    ),
+    (
+        "negative dim",
+        lambda m: _set_shape(m, 0, [1, -49, 10, 1]),
+        r"tensor 0 shape \[1, -49, 10, 1\] has a negative dimension",
+    ),
+    ("huge tensor", lambda m: _set_shape(m, 0, [1, 2**20, 2**20, 1]), r"needs 1,099,511,627,776 B, more than"),
+    ("missing filter", lambda m: _set_input(_conv0(m), 1, -1), r"\(CONV_2D\) needs 2 inputs and an output"),
+    ("metadata", lambda m: setattr(m.metadata[0], "buffer", 500), r"metadata 0 buffer index is 500"),
+]
+
+
+@pytest.mark.parametrize(("what", "edit", "message"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_out_of_range_fields_are_named(mlperf_dir: Path, what: str, edit: Callable[[Any], None], message: str) -> None:
+    path = mlperf_dir / "kws_ref_model.tflite"
+    assert parse_tflite(_mutated(path, lambda m: None)).macs == 2_656_768  # the round trip itself is harmless
+    with pytest.raises(MeasurementError, match=r"^invalid \.tflite: .*" + message):
+        parse_tflite(_mutated(path, edit))
+
+
+def test_buffer_index_is_rejected_before_tflm_sees_it(mlperf_dir: Path) -> None:
+    # This one used to SIGSEGV inside the interpreter: now the parent refuses it, no child is started.
+    from search.tflm import measure_arena, run_tflm
+
+    bad = _mutated(mlperf_dir / "kws_ref_model.tflite", MUTATIONS[5][1])
+    with pytest.raises(MeasurementError, match="buffer index is 9999"):
+        measure_arena(bad)
+    with pytest.raises(MeasurementError, match="buffer index is 9999"):
+        run_tflm(bad, np.zeros((1, 49, 10, 1), np.float32))
+
+
+def test_buffer_offset_past_the_end(mlperf_dir: Path) -> None:
+    def edit(m: Any) -> None:
+        buf = m.buffers[m.subgraphs[0].tensors[17].buffer]
+        buf.data, buf.offset, buf.size = None, 10**9, 2560
+
+    with pytest.raises(MeasurementError, match=r"buffer 18 \(of subgraph 0 tensor 17\) spans bytes 1000000000\.\."):
+        parse_tflite(_mutated(mlperf_dir / "kws_ref_model.tflite", edit))

@@ -92,3 +92,67 @@ def test_tflm_matches_tflite_interpreter(mlperf_dir: Path) -> None:
         expected = interp.get_tensor(out["index"]).astype(np.int32)
         got = run_tflm_raw(model, sample[None]).astype(np.int32)
         assert np.abs(got - expected).max() <= 1  # int8 outputs, at most one step apart
+
+
+# --- the process wall (issue 10 item 1) ------------------------------------------------------------
+
+
+def test_crashing_child_becomes_measurement_error(mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.tflm as tflm
+
+    model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    monkeypatch.setattr(tflm, "_TEST_FAULT", "SIGSEGV")
+    with pytest.raises(MeasurementError, match=r"TFLite Micro crashed \(SIGSEGV\) while .*measuring the tensor arena"):
+        measure_arena(model)
+    with pytest.raises(MeasurementError, match=r"crashed \(SIGSEGV\) .*running 2 sample\(s\)"):
+        run_tflm(model, np.zeros((2, 640), np.float32))
+    monkeypatch.setattr(tflm, "_TEST_FAULT", None)
+    assert 3_984 < measure_arena(model).arena_bytes <= 4_700  # this process is still fine
+
+
+def test_probe_that_crashes_counts_as_too_small(mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.tflm as tflm
+
+    model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    clean = measure_arena(model)
+    monkeypatch.setattr(tflm, "_TEST_FAULT", "SIGSEGV-first-probe")  # dies probing the recorded total
+    crashed = measure_arena(model)
+    # The first probe (the recorded total, 3,984 B) is too small anyway: same answer after one restart.
+    assert crashed == clean
+
+
+def test_hanging_child_times_out(mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.tflm as tflm
+
+    monkeypatch.setattr(tflm, "_TEST_FAULT", "hang")
+    monkeypatch.setattr(tflm, "CHILD_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(tflm, "PER_SAMPLE_TIMEOUT_S", 0.0)
+    with pytest.raises(MeasurementError, match=r"timed out after 3 s while starting .*child killed"):
+        run_tflm_raw((mlperf_dir / "ad01_int8.tflite").read_bytes(), np.zeros((1, 640), np.int8))
+
+
+@pytest.mark.slow
+def test_search_that_used_to_segfault_completes(tmp_path: Path) -> None:
+    """Issue 10 item 1: this search exited 139 (a probe at the recorded total crashed TFLM)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    cmd = [sys.executable, "-m", "explorer.cli", "search", "--target", "stm32l552", "--trials", "1",
+           "--epochs", "2", "--finetune-epochs", "1", "--width-min", "0.5", "--width-max", "0.5",
+           "--sparsity-min", "0.2", "--sparsity-max", "0.2", "--precisions", "int8_qat"]  # fmt: skip
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    front = subprocess.run(
+        [sys.executable, "-m", "explorer.cli", "front", "--study", "stm32l552-mobilenet_v1", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    (trial,) = json.loads(front.stdout)["trials"]
+    assert trial["state"] in ("COMPLETE", "FAIL")
+    if trial["state"] == "FAIL":
+        assert trial["fail_reason"]
+    else:
+        assert 0.5 <= trial["values"]["accuracy"] <= 1.0

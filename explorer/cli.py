@@ -3,7 +3,9 @@
 Each sub-command lives in ``explorer/commands/<name>.py`` and exposes
 ``register(subparsers) -> None``; the parser calls ``args.run(args) -> int``. No TensorFlow is
 imported until a command that needs it runs. Every :class:`TinyfrontError` becomes one line on
-stderr and exit status 1.
+stderr and exit status 1, and so do a file-system error (an export to a folder it cannot write) and
+a storage fault (:func:`search.storage.is_storage_fault`). Ctrl-C prints ``tinyfront: interrupted``
+and exits 130.
 """
 
 from __future__ import annotations
@@ -51,6 +53,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinyfront: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the command cannot read or write
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tinyfront: error: {exc.strerror or one_line(exc)}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from search.storage import is_storage_fault, storage_fault
+
+        if not is_storage_fault(exc):
+            raise
+        print(
+            f"tinyfront: error: {storage_fault(exc, getattr(args, 'storage', None) or 'the storage')}", file=sys.stderr
+        )
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 if __name__ == "__main__":  # pragma: no cover

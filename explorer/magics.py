@@ -43,6 +43,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import ArgDecorator, MagicArgumentParser, magic_arguments
 
+from explorer.commands._args import study_name
 from explorer.notebook_views import (
     FIGURES,
     SearchSummary,
@@ -106,7 +107,7 @@ class _subcommands(ArgDecorator):  # noqa: N801 - named like IPython's argument 
         plot = sub.add_parser("plot", help="the plotly figure of a study's trials and feasible front")
         for p, name in ((show, "show"), (plot, "plot")):
             p.prog = f"tinyfront {name}"
-            p.add_argument("--study", required=True, help="study name")
+            p.add_argument("--study", required=True, type=study_name, help="study name")
             p.add_argument("--storage", default=_default_storage(), help="Optuna storage URL")
         show.add_argument("--trial", type=int, required=True, help="trial number")
         plot.add_argument("--x", default="latency_ms", choices=list(FIGURES), help="x axis (default: latency_ms)")

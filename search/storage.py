@@ -27,7 +27,7 @@ import sqlite3
 import warnings
 from typing import TYPE_CHECKING
 
-from search.errors import ConfigError, StorageError
+from search.errors import ConfigError, StorageError, TinyfrontError
 
 if TYPE_CHECKING:
     import optuna
@@ -185,10 +185,12 @@ def is_storage_fault(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
+        if isinstance(current, TinyfrontError):  # already translated into a message of its own
+            return False
         if isinstance(current, kinds):
             return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False
 
 

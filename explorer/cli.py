@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 from collections.abc import Sequence
 
 from search.errors import TinyfrontError
@@ -42,7 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """A storage fault in a background thread (Optuna's heartbeat) is reported once, by the main
+    thread, as one line; anything else keeps Python's default report."""
+    from search.storage import is_storage_fault
+
+    if args.exc_value is not None and is_storage_fault(args.exc_value):
+        return
+    threading.__excepthook__(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    threading.excepthook = _thread_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -173,6 +173,13 @@ def load_existing_study(url: str, study_name: str) -> optuna.Study:
 
 def is_storage_fault(exc: BaseException) -> bool:
     """True when ``exc`` (or what caused it) is the database failing, not the candidate."""
+    return find_storage_fault(exc) is not None
+
+
+def find_storage_fault(exc: BaseException) -> BaseException | None:
+    """The innermost database error in ``exc``'s chain (``database is locked``, ``file is not a
+    database``, ...), or None. A :class:`~search.errors.TinyfrontError` ends the search: it already
+    says what went wrong in its own words."""
     import optuna
 
     kinds: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, sqlite3.Error)
@@ -182,20 +189,22 @@ def is_storage_fault(exc: BaseException) -> bool:
         kinds = (*kinds, sqlalchemy.exc.DBAPIError, sqlalchemy.exc.InvalidRequestError)
     except ImportError:  # pragma: no cover - optuna's RDB storage needs SQLAlchemy
         pass
+    found: BaseException | None = None
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, TinyfrontError):  # already translated into a message of its own
-            return False
+        if isinstance(current, TinyfrontError):
+            break
         if isinstance(current, kinds):
-            return True
+            found = current
         seen.add(id(current))
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return False
+    return found
 
 
 def storage_fault(exc: BaseException, url: str) -> StorageError:
-    """The one-line :class:`StorageError` for a storage fault on ``url``."""
+    """The one-line :class:`StorageError` for a storage fault on ``url`` (naming its innermost cause)."""
+    exc = find_storage_fault(exc) or exc
     return StorageError(
         f"storage fault on {display_url(url)}: {type(exc).__name__}: {display_error(exc, url)} (the database "
         "failed, not a candidate: finished trials are kept, a trial it interrupted is not counted; fix the "

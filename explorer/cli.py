@@ -3,7 +3,9 @@
 Each sub-command lives in ``explorer/commands/<name>.py`` and exposes
 ``register(subparsers) -> None``; the parser calls ``args.run(args) -> int``. No TensorFlow is
 imported until a command that needs it runs. Every :class:`TinyfrontError` becomes one line on
-stderr and exit status 1.
+stderr and exit status 1, and so do a file-system error (an export to a folder it cannot write) and
+a storage fault (:func:`search.storage.is_storage_fault`). Ctrl-C prints ``tinyfront: interrupted``
+and exits 130.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import threading
 from collections.abc import Sequence
 
 from search.errors import TinyfrontError
@@ -40,7 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """A storage fault in a background thread (Optuna's heartbeat) is reported once, by the main
+    thread, as one line; anything else keeps Python's default report."""
+    from search.storage import is_storage_fault
+
+    if args.exc_value is not None and is_storage_fault(args.exc_value):
+        return
+    threading.__excepthook__(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    threading.excepthook = _thread_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -51,6 +65,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tinyfront: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the command cannot read or write
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tinyfront: error: {exc.strerror or one_line(exc)}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from search.storage import is_storage_fault, storage_fault
+
+        if not is_storage_fault(exc):
+            raise
+        print(
+            f"tinyfront: error: {storage_fault(exc, getattr(args, 'storage', None) or 'the storage')}", file=sys.stderr
+        )
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 if __name__ == "__main__":  # pragma: no cover

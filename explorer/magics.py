@@ -43,6 +43,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import ArgDecorator, MagicArgumentParser, magic_arguments, parse_argstring
 
+from explorer.commands._args import study_name
 from explorer.notebook_views import (
     FIGURES,
     SearchSummary,
@@ -106,7 +107,7 @@ class _subcommands(ArgDecorator):  # noqa: N801 - named like IPython's argument 
         plot = sub.add_parser("plot", help="the plotly figure of a study's trials and feasible front")
         for p, name in ((show, "show"), (plot, "plot")):
             p.prog = f"tinyfront {name}"
-            p.add_argument("--study", required=True, help="study name")
+            p.add_argument("--study", required=True, type=study_name, help="study name")
             p.add_argument("--storage", default=_default_storage(), help="Optuna storage URL")
         show.add_argument("--trial", type=int, required=True, help="trial number")
         plot.add_argument("--x", default="latency_ms", choices=list(FIGURES), help="x axis (default: latency_ms)")
@@ -331,18 +332,11 @@ class TinyfrontMagics(Magics):
         return front_figure(load_front(args.storage, args.study), x=args.x, y=args.y)
 
     def _show(self, args: argparse.Namespace) -> Any:
-        import optuna
-
         from search.errors import CandidateError, ConfigError
         from search.result import CandidateResult
-        from search.storage import fail_reason, make_storage
+        from search.storage import fail_reason, load_existing_study
 
-        st = make_storage(args.storage)
-        try:
-            study = optuna.load_study(study_name=args.study, storage=st)
-        except KeyError:
-            names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(st)) or "none"
-            raise ConfigError(f"no study '{args.study}' in {args.storage}; studies there: {names}") from None
+        study = load_existing_study(args.storage, args.study)
         trials = study.get_trials(deepcopy=False)
         found = [t for t in trials if t.number == args.trial]
         if not found:
@@ -355,6 +349,7 @@ class TinyfrontMagics(Magics):
 
     def _export(self, args: argparse.Namespace) -> Any:
         from firmware_export import export_tflite_file, export_trial
+        from search.storage import load_existing_study
         from search.targets import get_target
 
         if args.study is not None:
@@ -362,6 +357,7 @@ class TinyfrontMagics(Magics):
                 raise UsageError("%tinyfront export: --study needs --trial N")
             if args.target is not None:
                 raise UsageError("%tinyfront export: --target goes with --tflite; a trial's target is its study's")
+            load_existing_study(args.storage, args.study)  # read-only check first: creates nothing
             return export_trial(args.storage, args.study, args.trial, args.output, fmt=args.fmt, force=args.force)
         if args.trial is not None:
             raise UsageError("%tinyfront export: --trial goes with --study")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from search._lazy import require
 from search.errors import ExportError
+from search.storage import display_error, display_url
 
 
 def trial_artifacts(storage: str, study: str, trial: int) -> Path:
@@ -20,11 +21,14 @@ def trial_artifacts(storage: str, study: str, trial: int) -> Path:
     try:
         summaries = optuna.study.get_all_study_summaries(storage=storage, include_best_trial=False)
     except Exception as exc:  # bad URL, unreachable server, not an Optuna database
-        raise ExportError(f"cannot open the Optuna storage {storage}: {type(exc).__name__}: {exc}") from None
+        raise ExportError(
+            f"cannot open the Optuna storage {display_url(storage)}: "
+            f"{type(exc).__name__}: {display_error(exc, storage)}"
+        ) from None
     names = sorted(s.study_name for s in summaries)
     if study not in names:
         known = ", ".join(names) if names else "none"
-        raise ExportError(f"no study '{study}' in {storage}; studies there: {known}")
+        raise ExportError(f"no study '{study}' in {display_url(storage)}; studies there: {known}")
     loaded = optuna.load_study(study_name=study, storage=storage)
     found = [t for t in loaded.get_trials(deepcopy=False) if t.number == trial]
     if not found:

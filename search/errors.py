@@ -29,3 +29,7 @@ class MeasurementError(TinyfrontError):
 
 class ExportError(TinyfrontError):
     """A bundle cannot be exported for the requested trial or format."""
+
+
+class StorageError(TinyfrontError):
+    """The Optuna storage failed (locked too long, overwritten, unreachable): not a candidate's fault."""

@@ -100,15 +100,10 @@ def open_study(storage: str, study_name: str) -> Any:
     """``study_name`` in ``storage``; ConfigError naming the studies there when it is missing or not tinyfront's."""
     import optuna
 
-    from search.storage import make_storage
+    from search.storage import load_existing_study  # read-only: creates no file, table or study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = make_storage(storage)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=st)
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(st)) or "none"
-        raise ConfigError(f"no study '{study_name}' in {storage}; studies there: {names}") from None
+    study = load_existing_study(storage, study_name)
     if "target" not in study.user_attrs:
         raise ConfigError(f"study '{study_name}' was not created by tinyfront (no target recorded)")
     return study

@@ -10,15 +10,24 @@
   candidate raised (it carries a ``fail_reason``): a candidate that cannot be built is an answer
   the search paid for. A FAIL trial without a reason was interrupted (Ctrl-C, a killed worker
   failed by heartbeat) and does not count, so resuming replaces it.
+- :func:`display_url` is the one way a storage URL is shown (password redacted); every message
+  that names a storage uses it.
+- Read-only commands open a storage with ``read_only=True``: a SQLite file that does not exist is
+  not created, a file without Optuna's tables gets none (:func:`load_existing_study`).
+- :func:`is_storage_fault` tells a failing database (locked too long, overwritten, unreachable)
+  from a failing candidate, so the search reports it as a :class:`~search.errors.StorageError`
+  and does not spend a trial of the budget on it.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import warnings
 from typing import TYPE_CHECKING
 
-from search.errors import ConfigError
+from search.errors import ConfigError, StorageError, TinyfrontError
 
 if TYPE_CHECKING:
     import optuna
@@ -39,7 +48,9 @@ INTERRUPTED_REASON = "stopped before finishing (worker killed or interrupted; fa
 def normalize_storage_url(url: str) -> str:
     """``url`` with a relative SQLite path made absolute; other URLs unchanged."""
     if not url or "://" not in url:
-        raise ConfigError(f"storage must be a database URL such as {DEFAULT_STORAGE} or postgresql://..., got {url!r}")
+        raise ConfigError(
+            f"storage must be a database URL such as {DEFAULT_STORAGE} or postgresql://..., got {display_url(url)!r}"
+        )
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != "sqlite:///:memory:":
         path = url[len(prefix) :]
@@ -53,8 +64,13 @@ def make_storage(
     *,
     heartbeat_interval: int = HEARTBEAT_INTERVAL,
     grace_period: int = GRACE_PERIOD,
+    read_only: bool = False,
 ) -> optuna.storages.RDBStorage:
-    """An ``RDBStorage`` for ``url`` with heartbeats (and a busy timeout for SQLite)."""
+    """An ``RDBStorage`` for ``url`` with heartbeats (and a busy timeout for SQLite).
+
+    ``read_only``: refuse (ConfigError) a SQLite file that does not exist or holds no Optuna
+    tables instead of creating them, and never create tables in any database.
+    """
     import optuna
 
     if heartbeat_interval <= 0 or grace_period <= heartbeat_interval:
@@ -62,6 +78,8 @@ def make_storage(
             f"heartbeat interval must be > 0 and grace period > interval, got {heartbeat_interval} and {grace_period}"
         )
     url = normalize_storage_url(url)
+    if read_only:
+        _check_sqlite_readable(url)
     engine_kwargs: dict[str, object] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
@@ -75,22 +93,123 @@ def make_storage(
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
+                skip_table_creation=read_only,
             )
     except ImportError as exc:
         raise ConfigError(f"the database driver for {url.split(':', 1)[0]} is missing ({exc})") from None
     except Exception as exc:  # SQLAlchemy's OperationalError, ArgumentError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open storage {_redact(url)}: {first}") from None
+        raise ConfigError(f"cannot open storage {display_url(url)}: {display_error(exc, url)}") from None
 
 
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+_USERINFO = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<user>[^:@/?#]*):(?P<password>.*)@(?P<host>[^@]*)$", re.DOTALL)
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|sslpassword)=)[^&#]*")
+
+
+def display_url(url: str) -> str:
+    """``url`` as every message shows it: the password replaced by ``***``
+    (``postgresql://user:***@host/db``; also a ``?password=`` query parameter)."""
+    text = str(url)
+    m = _USERINFO.match(text)
+    if m:
+        text = f"{m['scheme']}{m['user']}:***@{m['host']}"
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+def display_error(exc: BaseException, url: str) -> str:
+    """First line of ``exc``'s message with any form of ``url``'s password removed."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    m = _USERINFO.match(url)
+    if m and m["password"]:
+        first = first.replace(m["password"], "***")
+    return first
+
+
+def _sqlite_path(url: str) -> str | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return None
+    return url[len(prefix) :].split("?", 1)[0]
+
+
+def _check_sqlite_readable(url: str) -> None:
+    """ConfigError unless ``url``'s SQLite file exists and holds Optuna's tables (nothing is written)."""
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        raise ConfigError(f"no storage file {path} (nothing has been searched there yet; check --storage)")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path} is not a readable SQLite database: {exc}") from None
+    if not {"studies", "trials", "version_info"} <= {r[0] for r in rows}:
+        raise ConfigError(f"{path} is not an Optuna storage (it has no Optuna tables); check --storage")
+
+
+def load_existing_study(url: str, study_name: str) -> optuna.Study:
+    """``study_name`` in ``url`` opened read-only; ConfigError naming the studies there when it is missing.
+
+    Nothing is created: not the SQLite file, not Optuna's tables, not the study.
+    """
+    import optuna
+
+    storage = make_storage(url, read_only=True)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        pass
+    except Exception as exc:  # e.g. PostgreSQL without Optuna's tables
+        raise ConfigError(
+            f"cannot read studies from {display_url(url)} (not an Optuna storage?): {display_error(exc, url)}"
+        ) from None
+    names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    raise ConfigError(f"no study '{study_name}' in {display_url(url)}; studies there: {names or 'none'}")
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is the database failing, not the candidate."""
+    return find_storage_fault(exc) is not None
+
+
+def find_storage_fault(exc: BaseException) -> BaseException | None:
+    """The innermost database error in ``exc``'s chain (``database is locked``, ``file is not a
+    database``, ...), or None. A :class:`~search.errors.TinyfrontError` ends the search: it already
+    says what went wrong in its own words."""
+    import optuna
+
+    kinds: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, sqlite3.Error)
+    try:
+        import sqlalchemy.exc
+
+        kinds = (*kinds, sqlalchemy.exc.DBAPIError, sqlalchemy.exc.InvalidRequestError)
+    except ImportError:  # pragma: no cover - optuna's RDB storage needs SQLAlchemy
+        pass
+    found: BaseException | None = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TinyfrontError):
+            break
+        if isinstance(current, kinds):
+            found = current
+        seen.add(id(current))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return found
+
+
+def storage_fault(exc: BaseException, url: str) -> StorageError:
+    """The one-line :class:`StorageError` for a storage fault on ``url`` (naming its innermost cause)."""
+    exc = find_storage_fault(exc) or exc
+    return StorageError(
+        f"storage fault on {display_url(url)}: {type(exc).__name__}: {display_error(exc, url)} (the database "
+        "failed, not a candidate: finished trials are kept, a trial it interrupted is not counted; fix the "
+        "storage and run the same command again to resume)"
+    )
 
 
 def counts_toward_budget(trial: FrozenTrial) -> bool:

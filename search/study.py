@@ -33,9 +33,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.errors import CandidateError, ConfigError
+from search.names import check_study_name, contained
 from search.result import BUDGETS, OBJECTIVES, CandidateSpec
 from search.space import SearchSpace, suggest
-from search.storage import DEFAULT_STORAGE, FAIL_REASON_KEY, GRACE_PERIOD, HEARTBEAT_INTERVAL, make_storage
+from search.storage import (
+    DEFAULT_STORAGE,
+    FAIL_REASON_KEY,
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    is_storage_fault,
+    load_existing_study,
+    make_storage,
+)
 from search.targets import Target
 
 if TYPE_CHECKING:
@@ -53,6 +62,8 @@ DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "latency_ms", "flash_kb")
 DEFAULT_ARTIFACTS_ROOT = "tinyfront_artifacts"
 #: Random trials before TPE starts modelling (see benchmarks/search_efficiency.py for the choice).
 TPE_STARTUP_TRIALS = 5
+#: Seeds are 32-bit unsigned (numpy's and Optuna's samplers take 0 <= seed < 2**32).
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,10 @@ class StudyConfig:
     grace_period: int = GRACE_PERIOD
 
     def __post_init__(self) -> None:
-        if not self.study_name.strip():
-            raise ConfigError("study name must be non-empty")
+        check_study_name(self.study_name)
+        check_seed(self.seed)
+        check_seed(self.data_seed, "data seed")
+        check_family(self.family)
         if not self.objectives:
             raise ConfigError(f"objectives must name at least one of: {', '.join(OBJECTIVES)}")
         for name in self.objectives:
@@ -94,8 +107,8 @@ class StudyConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate:g}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate must be a finite number > 0, got {self.learning_rate:g}")
 
     @property
     def directions(self) -> list[str]:
@@ -111,7 +124,41 @@ class StudyConfig:
 
     def study_dir(self) -> Path:
         """``<artifacts root>/<study>``: per-trial folders and the base-model cache live here."""
-        return Path(self.artifacts_root).resolve() / self.study_name
+        return contained(self.artifacts_root, check_study_name(self.study_name), what="study folder")
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` when it is an integer with 0 <= seed < 2**32; ConfigError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed!r}")
+    return seed
+
+
+def check_family(family: str) -> str:
+    """``family`` when it is a built-in family or a ``module:function`` whose function takes
+    ``(input_shape, num_classes, width)``; ConfigError otherwise. Imports the module (it is trusted
+    input, see README) but calls nothing."""
+    import inspect
+
+    from search.families import FAMILIES, _load_builder
+
+    if family in FAMILIES:
+        return family
+    if ":" not in family:
+        raise ConfigError(f"family must be one of {', '.join(FAMILIES)} or 'package.module:function', got {family!r}")
+    func = _load_builder(family)
+    if not (inspect.isfunction(func) or inspect.ismethod(func)):
+        raise ConfigError(
+            f"family {family!r} must be a Python function returning a tf_keras Model, found "
+            f"{type(func).__name__} {getattr(func, '__qualname__', '')}".rstrip()
+        )
+    try:
+        inspect.signature(func).bind(None, None, None)
+    except TypeError as exc:
+        raise ConfigError(
+            f"family {family!r} must accept (input_shape, num_classes, width) and return a tf_keras Model: {exc}"
+        ) from None
+    return family
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -159,8 +206,9 @@ def study_attrs(config: StudyConfig, dataset: Dataset, space: SearchSpace) -> di
 def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) -> optuna.Study:
     """Create the study, or load it and check it is the same search (target, dataset, family, objectives).
 
-    A different search space, sampler, seed or training setting on resume is accepted and recorded
-    (``space``, ``sampler``, ``seed``, ``training`` are updated; ``created`` is kept).
+    A different search space, sampler or seed on resume is accepted and recorded (``space``,
+    ``sampler``, ``seed`` are updated; ``created`` is kept). Other training settings (epochs,
+    fine-tune epochs, batch size, learning rate) are refused: the trials would mix them.
     """
     import optuna
 
@@ -188,7 +236,7 @@ def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) ->
                 study.set_user_attr(key, value)
             return study
     _check_same_search(study, config, attrs)
-    for key in ("space", "sampler", "seed", "training"):
+    for key in ("space", "sampler", "seed"):
         if study.user_attrs.get(key) != attrs[key]:
             log.info(
                 "study %s: %s changed from %r to %r", config.study_name, key, study.user_attrs.get(key), attrs[key]
@@ -222,6 +270,14 @@ def _check_same_search(study: optuna.Study, config: StudyConfig, attrs: dict[str
             f"study '{name}' optimises {', '.join(stored.get('objectives', []))}, got "
             f"{', '.join(config.objectives)}; objectives cannot change within a study"
         )
+    stored_training = stored.get("training") or {}
+    for key, value in attrs["training"].items():
+        if key in stored_training and stored_training[key] != value:
+            raise ConfigError(
+                f"study '{name}' trains with {key} = {stored_training[key]!r}, got {value!r}; training settings "
+                f"cannot change within a study (its trials would mix them): pass {key} = {stored_training[key]!r} "
+                "or use another --study name"
+            )
 
 
 def config_from_study(
@@ -233,14 +289,8 @@ def config_from_study(
     grace_period: int = GRACE_PERIOD,
 ) -> StudyConfig:
     """Rebuild the :class:`StudyConfig` of an existing study from what it recorded (for ``tinyfront worker``)."""
-    import optuna
-
-    st = make_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    try:
-        attrs = optuna.load_study(study_name=study_name, storage=st).user_attrs
-    except KeyError:
-        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(st)) or "none"
-        raise ConfigError(f"no study '{study_name}' in {storage}; studies there: {names}") from None
+    check_study_name(study_name)
+    attrs = load_existing_study(storage, study_name).user_attrs
     if "target" not in attrs:
         raise ConfigError(f"study '{study_name}' was not created by tinyfront (no target recorded)")
     training = attrs["training"]
@@ -285,7 +335,8 @@ def make_objective(
         try:
             return _evaluate(trial)
         except Exception as exc:  # TinyfrontError or whatever TF raised: a FAIL trial with its reason
-            trial.set_user_attr(FAIL_REASON_KEY, one_line(exc))
+            if not is_storage_fault(exc):  # a failing database is not the candidate's answer: no reason
+                trial.set_user_attr(FAIL_REASON_KEY, one_line(exc))
             raise
 
     def _evaluate(trial: optuna.trial.Trial) -> tuple[float, ...]:
@@ -301,7 +352,7 @@ def make_objective(
             _record(trial, earlier.user_attrs["result"], earlier.user_attrs["constraints"], {}, True)
             log.debug("trial %d repeats trial %d's candidate; not evaluated again", trial.number, earlier.number)
             return tuple(float(v) for v in earlier.values)
-        out_dir = study_dir / f"trial-{trial.number}"
+        out_dir = contained(study_dir, f"trial-{int(trial.number)}", what="trial folder")
         trial.set_user_attr("artifacts_dir", str(out_dir))
         result = evaluate_candidate(
             spec, config.target, dataset, out_dir, cache_dir=study_dir / "base_models", progress=progress

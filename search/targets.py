@@ -6,6 +6,7 @@ Every error names the file, the target and the key, e.g.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,18 @@ from search.errors import ConfigError
 Runtime = Literal["tflm", "onnxruntime", "litert"]
 RUNTIMES: tuple[str, ...] = ("tflm", "onnxruntime", "litert")
 
-#: The targets file shipped beside the package (the repository root).
-DEFAULT_TARGETS_FILE = Path(__file__).resolve().parent.parent / "targets.toml"
+_HERE = Path(__file__).resolve().parent
+#: The board file users read and edit: ``targets.toml`` at the repository root.
+REPO_TARGETS_FILE = _HERE.parent / "targets.toml"
+#: The copy shipped inside the package (a wheel or ``pip install .`` has no repository root);
+#: tests/test_packaging.py keeps it identical to :data:`REPO_TARGETS_FILE`.
+PACKAGED_TARGETS_FILE = _HERE / "targets.toml"
+#: The default targets file: the repository's in a checkout (editable install), else the packaged copy.
+DEFAULT_TARGETS_FILE = (
+    REPO_TARGETS_FILE
+    if (_HERE.parent / "pyproject.toml").is_file() and REPO_TARGETS_FILE.is_file()
+    else PACKAGED_TARGETS_FILE
+)
 
 _TOP_KEYS = {"description", "core", "clock_mhz", "flash_kb", "sram_kb", "runtime", "host_scale", "budget"}
 _BUDGET_KEYS = {"app_flash_kb", "app_sram_kb", "latency_ms"}
@@ -98,8 +109,8 @@ class Target:
 
 
 def _check_positive(value: float, what: str, target: Target) -> None:
-    if value <= 0:
-        raise ConfigError(f"{what} must be > 0, got {value:g} (target '{target.name}')")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be a finite number > 0, got {value!r} (target '{target.name}')")
 
 
 def load_targets(path: str | Path | None = None) -> dict[str, Target]:
@@ -109,6 +120,8 @@ def load_targets(path: str | Path | None = None) -> dict[str, Target]:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"targets file not found: {file}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"targets file {file} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read targets file {file}: {exc.strerror}") from None
     try:
@@ -145,6 +158,8 @@ class _Reader:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{full} must be a number, got {type(value).__name__} {value!r} {self.where(full)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{full} must be a finite number, got {value!r} {self.where(full)}")
         if (strict and value <= minimum) or (not strict and value < minimum):
             op = ">" if strict else ">="
             raise ConfigError(f"{full} must be {op} {minimum:g}, got {value:g} {self.where(full)}")

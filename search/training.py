@@ -3,16 +3,24 @@
 A trained base model is keyed by (dataset fingerprint, family, width, input resolution,
 training settings, seed): every sparsity and precision variant of it starts from the same
 weights, so a search never retrains what it already has.
+
+The cache (``<study>/base_models/<key>.keras``) is read defensively: only Keras' ``.keras`` zip
+format is loaded, with ``safe_mode=True`` (no Lambda or other code deserialised), and only when its
+SHA-256 equals the digest written beside it (``<key>.keras.sha256``) when it was saved. Anything
+else (an HDF5 file, a file changed after saving, a digest missing) is a cache miss: a warning is
+logged and the base model is trained again and saved over it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +32,8 @@ from search.errors import CandidateError
 
 if TYPE_CHECKING:
     import tf_keras
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,11 +111,9 @@ def train_base(
 
     cached = cache_dir / f"{key}.keras" if cache_dir is not None and key else None
     if cached is not None and cached.exists():
-        try:
-            model = keras.models.load_model(cached)
+        model = load_cached(cached)
+        if model is not None:
             return model, True
-        except Exception:  # a corrupt or incompatible cache entry is retrained, not fatal
-            cached.unlink(missing_ok=True)
     keras.utils.set_random_seed(settings.seed)
     shape = tuple(int(d) for d in x_train.shape[1:])
     model = build_model(family, shape, num_classes, width, seed=settings.seed, depth=depth)  # type: ignore[arg-type]
@@ -117,11 +125,60 @@ def train_base(
         os.close(fd)
         try:
             model.save(tmp)
+            _write_atomic(digest_path(cached), file_sha256(Path(tmp)) + "\n")
             os.replace(tmp, cached)  # atomic: concurrent workers never see half a file
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return model, False
+
+
+def digest_path(cached: Path) -> Path:
+    """Where the SHA-256 of a cached base model is kept: ``<key>.keras.sha256`` beside it."""
+    return cached.with_name(cached.name + ".sha256")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_cached(cached: Path) -> tf_keras.Model | None:
+    """The base model cached at ``cached``, or None (a miss, with a warning) when it is not a ``.keras``
+    zip archive, does not match its recorded SHA-256, or does not load in Keras' safe mode."""
+    if not zipfile.is_zipfile(cached):
+        log.warning(
+            "base-model cache %s is not a .keras zip archive (HDF5 or other format): not loaded, rebuilt", cached
+        )
+        return None
+    try:
+        recorded = digest_path(cached).read_text().strip()
+    except OSError:
+        log.warning(
+            "base-model cache %s has no recorded SHA-256 (%s): not loaded, rebuilt", cached, digest_path(cached)
+        )
+        return None
+    actual = file_sha256(cached)
+    if actual != recorded:
+        log.warning(
+            "base-model cache %s has SHA-256 %s, recorded %s: not loaded, rebuilt", cached, actual[:16], recorded[:16]
+        )
+        return None
+    try:
+        return _lazy.keras().models.load_model(cached, safe_mode=True)
+    except Exception as exc:  # a corrupt, incompatible or unsafe entry is rebuilt, not fatal
+        log.warning("base-model cache %s does not load in safe mode (%s): rebuilt", cached, exc)
+        return None
 
 
 def clone(model: tf_keras.Model) -> tf_keras.Model:

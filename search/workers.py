@@ -12,20 +12,28 @@ Seeds: worker ``i`` seeds its sampler with ``seed + 1000 * i + <trials already i
 a resumed study does not replay the random start-up points it already evaluated and parallel
 workers do not propose the same points. With one worker on a fresh study the parameter sequence
 is a function of the seed (and, after the start-up trials, of the measured objective values).
+
+Failures: a candidate that raises is a FAIL trial and the loop goes on; Optuna's warning about it
+is kept to one line (its traceback goes to this module's DEBUG log). A storage fault (database
+locked too long, overwritten, unreachable; :func:`search.storage.is_storage_fault`) is not caught:
+it stops the worker with a one-line :class:`~search.errors.StorageError`, and the trial it hit
+records no ``fail_reason``, so it does not use up the budget.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search._lazy import THREADS_ENV
-from search.errors import ConfigError, TinyfrontError
-from search.storage import counts_toward_budget, fail_stale
+from search.errors import ConfigError, StorageError, TinyfrontError
+from search.storage import counts_toward_budget, fail_stale, is_storage_fault, storage_fault
 from search.study import StudyConfig, create_or_load_study, make_objective, make_sampler
 
 if TYPE_CHECKING:
@@ -34,6 +42,48 @@ if TYPE_CHECKING:
     from search.data import Dataset
 
 POLL_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
+
+
+class _CandidateFault(type):
+    """``isinstance(exc, CandidateFault)``: any Exception except a storage fault (Optuna's ``catch``)."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, Exception) and not is_storage_fault(obj)
+
+
+class CandidateFault(Exception, metaclass=_CandidateFault):
+    """What ``study.optimize(catch=...)`` catches: a failing candidate, never a failing database."""
+
+
+class _OneLineFailures(logging.Filter):
+    """Optuna's "Trial N failed ..." warning on one line: the traceback goes to our DEBUG log;
+    a trial interrupted by Ctrl-C is not reported at all (the CLI says ``interrupted``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if not message.startswith("Trial ") or " failed " not in message:
+            return True
+        if message.endswith("failed with value None."):
+            return False  # Optuna's second line about the same failure
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt) or (exc is not None and is_storage_fault(exc)):
+            return False
+        if record.exc_info:
+            log.debug("%s", message, exc_info=record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_ONE_LINE = _OneLineFailures()
+
+
+def quiet_failures() -> None:
+    """Install the one-line filter on Optuna's optimisation logger (idempotent)."""
+    logger = logging.getLogger("optuna.study._optimize")
+    if _ONE_LINE not in logger.filters:
+        logger.addFilter(_ONE_LINE)
 
 
 @dataclass(frozen=True)
@@ -67,7 +117,29 @@ def optimize_until(
     wait_seconds: float = POLL_SECONDS,
     progress: Callable[[SearchProgress], None] | None = None,
 ) -> None:
-    """Run trials until the study holds ``n_trials`` trials that count toward the budget."""
+    """Run trials until the study holds ``n_trials`` trials that count toward the budget.
+
+    A storage fault raises :class:`~search.errors.StorageError` (see the module docstring).
+    """
+    quiet_failures()
+    try:
+        _optimize_until(study, objective, n_trials, wait_seconds, progress)
+    except StorageError:
+        raise
+    except Exception as exc:
+        if is_storage_fault(exc):
+            backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps the RDB storage
+            raise storage_fault(exc, str(getattr(backend, "url", "the storage"))) from exc
+        raise
+
+
+def _optimize_until(
+    study: optuna.Study,
+    objective: Callable[[optuna.trial.Trial], tuple[float, ...]],
+    n_trials: int,
+    wait_seconds: float,
+    progress: Callable[[SearchProgress], None] | None,
+) -> None:
     from optuna.trial import TrialState
 
     while True:
@@ -81,7 +153,7 @@ def optimize_until(
             # Other workers (or a dead one, until its heartbeat grace period ends) hold the last slots.
             time.sleep(wait_seconds)
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        study.optimize(objective, n_trials=1, catch=(CandidateFault,), gc_after_trial=True)
         if progress is not None:
             progress(study_progress(study, n_trials))
 
@@ -112,7 +184,12 @@ def run_worker(
         raise ConfigError(f"trials must be >= 1, got {n_trials}")
     if dataset is None:
         dataset = load_dataset(config.data, seed=config.data_seed)
-    study = create_or_load_study(config, dataset)
+    try:
+        study = create_or_load_study(config, dataset)
+    except Exception as exc:
+        if is_storage_fault(exc):
+            raise storage_fault(exc, config.storage) from exc
+        raise
     if record_budget:
         study.set_user_attr("n_trials", n_trials)
     if progress is not None:
@@ -137,7 +214,13 @@ def _worker_process(config: StudyConfig, n_trials: int, index: int, threads: int
     os.environ.setdefault(THREADS_ENV, str(threads))  # before TensorFlow is imported in this child
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_worker(config, n_trials, index=index)
+    try:
+        run_worker(config, n_trials, index=index)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        sys.exit(130)
+    except TinyfrontError as exc:  # one line, not multiprocessing's traceback
+        print(f"tinyfront: error: worker {index}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_search(

@@ -100,6 +100,23 @@ def test_study_records_itself_and_refuses_another_search(tmp_path: Path) -> None
         config_from_study(config.storage, "nope")
 
 
+def test_resuming_with_other_training_settings_is_refused(tmp_path: Path) -> None:
+    """Issue 11, item 3: `search --epochs 3` then `search --epochs 5` must not mix two trainings."""
+    data = load_demo()
+    config = _config(tmp_path, epochs=3)
+    create_or_load_study(config, data)
+    for change, key, stored, given in (
+        ({"epochs": 5}, "epochs", "3", "5"),
+        ({"finetune_epochs": 0}, "finetune_epochs", "2", "0"),
+        ({"batch_size": 32}, "batch_size", "64", "32"),
+        ({"learning_rate": 1e-3}, "learning_rate", "0.003", "0.001"),
+    ):
+        with pytest.raises(ConfigError, match=f"trains with {key} = {stored}, got {given}; training settings cannot"):
+            create_or_load_study(replace(config, **change), data)
+    study = create_or_load_study(config, data)  # the same settings resume
+    assert study.user_attrs["training"]["epochs"] == 3
+
+
 def _synthetic(trial: optuna.trial.Trial, space: SearchSpace) -> tuple[float, float]:
     """A cheap stand-in objective for sampler tests only (the product objective is make_objective)."""
     p = suggest(trial, space)

@@ -75,6 +75,14 @@ def test_user_file_loads(tmp_path: Path) -> None:
         ("app_flash_kb = 128", "app_flash_kb = 600", "budget.app_flash_kb (600) must be < flash_kb (512)"),
         ("core =", "cores =", "unknown key 'cores' (my_targets.toml, target 'board', key 'cores')"),
         ("app_sram_kb = 64", "app_sram_kb = -1", "budget.app_sram_kb must be >= 0, got -1"),
+        # nan and inf are refused wherever a number is read (issue 10, item 4)
+        ("flash_kb = 512", "flash_kb = nan", "flash_kb must be a finite number, got nan (my_targets.toml"),
+        ("sram_kb = 256", "sram_kb = inf", "sram_kb must be a finite number, got inf (my_targets.toml"),
+        ("clock_mhz = 110", "clock_mhz = -inf", "clock_mhz must be a finite number, got -inf"),
+        ("clock_mhz = 110", "clock_mhz = 110\nhost_scale = nan", "host_scale must be a finite number, got nan"),
+        ("latency_ms = 200", "latency_ms = inf", "budget.latency_ms must be a finite number, got inf"),
+        ("app_flash_kb = 128", "app_flash_kb = nan", "budget.app_flash_kb must be a finite number, got nan"),
+        ("app_sram_kb = 64", "app_sram_kb = +nan", "key 'budget.app_sram_kb')"),
     ],
 )
 def test_bad_values_name_file_target_and_key(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -82,6 +90,23 @@ def test_bad_values_name_file_target_and_key(tmp_path: Path, old: str, new: str,
     with pytest.raises(ConfigError) as err:
         load_targets(write(tmp_path, GOOD.replace(old, new)))
     assert expected in str(err.value)
+
+
+def test_invalid_utf8_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(GOOD.replace("a board", "caf\u00e9 board").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"targets file .*latin1.toml is not UTF-8 text \(byte \d+: invalid"):
+        load_targets(path)
+    assert main(["targets", "--targets", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tinyfront: error: targets file") and err.count("\n") == 1
+
+
+def test_budget_overrides_must_be_finite() -> None:
+    target = get_target("stm32l552")
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ConfigError, match="must be a finite number > 0"):
+            target.with_budgets(latency_budget_ms=bad)
 
 
 def test_toml_syntax_error_has_line_number(tmp_path: Path) -> None:

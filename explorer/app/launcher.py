@@ -7,6 +7,12 @@ record (pid, command, start time, trials already done) is ``runs/<study>.json`` 
 goes to ``<workdir>/.tinyfront/logs/<study>.log``. :func:`stop` sends SIGTERM to the whole group
 (the search and its worker processes); every finished trial is already in the storage, and the
 interrupted ones are failed by heartbeat and re-run when the search is resumed.
+
+Nothing read back is trusted (a study name comes from the storage, a run record from disk): study
+names go through :func:`search.names.check_study_name`, the record's log must be inside
+``.tinyfront/logs``, and a pid is only watched or signalled while it is still the process this app
+launched: :func:`launch` records its start time (``/proc/<pid>/stat``, with the boot id) and the
+command must be a tinyfront search (:func:`owned`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pathlib import Path
 
 from explorer.processes import pid_alive
 from search.errors import ConfigError
+from search.names import check_study_name, contained
+from search.storage import display_url
 
 #: What a run can be: still going, ended with status 0, ended otherwise, stopped from the app.
 STATUSES = ("running", "finished", "failed", "stopped")
@@ -41,6 +49,9 @@ class RunRecord:
     done_at_start: int
     log: str
     stop_requested: bool = False
+    #: ``(boot id, start time in clock ticks)`` of ``pid`` when it was launched; see :func:`owned`.
+    start_ticks: int | None = None
+    boot_id: str | None = None
 
     @property
     def rc_path(self) -> Path:
@@ -76,20 +87,66 @@ def _dirs(workdir: Path) -> tuple[Path, Path]:
 
 
 def read_run(workdir: Path, study: str) -> RunRecord | None:
-    """The run record of ``study``'s latest background search in ``workdir``, or None."""
-    path = _dirs(workdir)[0] / f"{study}.json"
-    if not path.is_file():
-        return None
+    """The run record of ``study``'s latest background search in ``workdir``, or None (also when the
+    name, the record or its log path are not acceptable: nothing outside ``.tinyfront`` is read)."""
     try:
-        return RunRecord(**json.loads(path.read_text()))
-    except (ValueError, TypeError):
+        check_study_name(study)
+        runs, logs = _dirs(workdir)
+        path = contained(runs, f"{study}.json", what="run record")
+        if not path.is_file():
+            return None
+        record = RunRecord(**json.loads(path.read_text()))
+        check_study_name(record.study)
+        record.log = str(contained(logs, record.log, what="search log"))
+    except (ConfigError, OSError, ValueError, TypeError):
         return None
+    if record.study != study or isinstance(record.pid, bool) or not isinstance(record.pid, int) or record.pid <= 1:
+        return None
+    return record
 
 
 def list_runs(workdir: Path) -> list[str]:
     """Studies with a background-run record in ``workdir``, most recently started first."""
     records = sorted(_dirs(workdir)[0].glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [p.stem for p in records]
+    return [p.stem for p in records if _valid_name(p.stem)]
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        check_study_name(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def _proc_start(pid: int) -> tuple[str | None, int | None]:
+    """``(boot id, start time in clock ticks since boot)`` of ``pid``, or Nones when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of proc(5); fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return None, None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = None
+    return boot, ticks
+
+
+def owned(record: RunRecord) -> bool:
+    """True when ``record.pid`` is still the process :func:`launch` started: same start time and boot,
+    and its command line is a tinyfront command. A recycled pid, or a pid written into the JSON by
+    someone else, is never watched or signalled."""
+    if record.start_ticks is None:
+        return False
+    boot, ticks = _proc_start(record.pid)
+    if ticks != record.start_ticks or (record.boot_id is not None and boot != record.boot_id):
+        return False
+    try:
+        argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"explorer.cli" in argv
 
 
 def _write_run(workdir: Path, record: RunRecord) -> None:
@@ -101,7 +158,7 @@ def _write_run(workdir: Path, record: RunRecord) -> None:
 
 def run_status(record: RunRecord) -> RunStatus:
     """Is ``record``'s search still running; if not, how did it end."""
-    if pid_alive(record.pid):
+    if pid_alive(record.pid) and owned(record):
         return RunStatus("running", None)
     rc: int | None = None
     try:
@@ -117,6 +174,7 @@ def run_status(record: RunRecord) -> RunStatus:
 
 def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_start: int = 0) -> RunRecord:
     """Start ``python -m explorer.cli <argv>`` detached in ``workdir``; refuse if ``study`` is already running."""
+    check_study_name(study)
     previous = read_run(workdir, study)
     if previous is not None and run_status(previous).state == "running":
         raise ConfigError(f"a search of study '{study}' is already running (pid {previous.pid}); stop it first")
@@ -136,10 +194,13 @@ def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_s
             env=env,
             start_new_session=True,
         )
+    boot_id, start_ticks = _proc_start(proc.pid)
     record = RunRecord(
         study=study,
         pid=proc.pid,
-        command=command,
+        start_ticks=start_ticks,
+        boot_id=boot_id,
+        command=[display_url(a) if "://" in a else a for a in command],  # no password in the record
         started=time.time(),
         trials=trials,
         done_at_start=done_at_start,
@@ -150,7 +211,12 @@ def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_s
 
 
 def stop(workdir: Path, record: RunRecord, *, wait: float = 10.0) -> RunStatus:
-    """SIGTERM ``record``'s process group, wait up to ``wait`` seconds, then SIGKILL what is left."""
+    """SIGTERM ``record``'s process group, wait up to ``wait`` seconds, then SIGKILL what is left.
+
+    Only a process this app launched and still owns (:func:`owned`) is signalled.
+    """
+    if not owned(record):
+        return run_status(record)
     record.stop_requested = True
     _write_run(workdir, record)
     for sig, grace in ((signal.SIGTERM, wait), (signal.SIGKILL, 2.0)):

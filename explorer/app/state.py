@@ -27,7 +27,6 @@ STORAGE_ENV = "TINYFRONT_STORAGE"
 DB_NAME = "tinyfront.db"
 ARTIFACTS_DIR = "tinyfront_artifacts"
 STATE_DIR = ".tinyfront"
-STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 #: Session keys shared between pages, with their defaults.
 SESSION_DEFAULTS: dict[str, Any] = {
@@ -62,25 +61,21 @@ def artifacts_root() -> Path:
 
 
 def check_study_name(name: str) -> str:
-    """``name`` stripped, or ConfigError when it is not 1-64 of ``A-Z a-z 0-9 _ . -``."""
-    name = name.strip()
-    if not STUDY_NAME_RE.match(name) or name in (".", ".."):
-        raise ConfigError(
-            f"study name must be 1-64 characters from A-Z, a-z, 0-9, '_', '.', '-' (no slashes or spaces), got {name!r}"
-        )
-    return name
+    """``name`` stripped, checked by the one rule of :func:`search.names.check_study_name`."""
+    from search.names import check_study_name as check
+
+    return check(name.strip())
 
 
 def inside_workdir(path: str | Path, *, must_exist: bool = True) -> Path:
     """``path`` (relative to the working folder, or absolute) resolved; refused when it leaves the folder."""
+    from search.names import contained
+
     text = str(path).strip()
     if not text:
         raise ConfigError("path must not be empty; give a file inside the working folder")
     root = workdir()
-    candidate = Path(text).expanduser()
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise ConfigError(f"path must be inside the working folder {root}, got {text!r} (resolves to {resolved})")
+    resolved = contained(root, text, what="path (inside the working folder)")
     if must_exist and not resolved.exists():
         raise ConfigError(f"nothing at {text!r} inside the working folder {root}; check the name")
     return resolved
@@ -106,8 +101,15 @@ def list_studies(storage: str) -> list[str]:
         return []
     import optuna
 
+    from search.names import check_study_name as check
     from search.storage import make_storage
 
     summaries = optuna.get_all_study_summaries(make_storage(storage), include_best_trial=False)
     summaries.sort(key=lambda s: getattr(s, "_study_id", 0), reverse=True)
-    return [s.study_name for s in summaries]
+    names = []
+    for s in summaries:  # names read back from storage are validated like typed ones; others are not shown
+        try:
+            names.append(check(s.study_name))
+        except ConfigError:
+            continue
+    return names

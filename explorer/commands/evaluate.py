@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from explorer.commands._args import finite_float, nonnegative_int, positive_int, seed
 from search.result import PRECISIONS
 
 
@@ -16,14 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
     p.add_argument("--data", default=None, help="dataset: 'demo' (default), 'bench:kws', 'bench:vww', a .npz file or an image folder")
     p.add_argument("--family", default="mobilenet_v1", help="mobilenet_v1, ds_cnn or module:function")
-    p.add_argument("--width", type=float, default=0.5, help="width multiplier (default 0.5)")
-    p.add_argument("--sparsity", type=float, default=0.0, help="fraction of weights pruned to zero (default 0)")
+    p.add_argument("--width", type=finite_float, default=0.5, help="width multiplier (default 0.5)")
+    p.add_argument("--sparsity", type=finite_float, default=0.0, help="fraction of weights pruned to zero (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, default="int8")
-    p.add_argument("--depth", type=int, default=None, help="depthwise-separable blocks (default: family's, by input)")
-    p.add_argument("--resolution", type=int, default=None, help="input side in pixels (default: the data's)")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs of the base model (default 5)")
-    p.add_argument("--finetune-epochs", type=int, default=2, help="pruning / QAT fine-tune epochs (default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--depth", type=positive_int, default=None, help="depthwise-separable blocks (default: family's, by input)"
+    )
+    p.add_argument("--resolution", type=positive_int, default=None, help="input side in pixels (default: the data's)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="training epochs of the base model (default 5)")
+    p.add_argument(
+        "--finetune-epochs", type=nonnegative_int, default=2, help="pruning / QAT fine-tune epochs (default 2)"
+    )
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=Path, default=Path("tinyfront_artifacts/evaluate"), help="artifacts folder")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
@@ -34,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from search.candidate import check_deployable, evaluate_candidate
     from search.data import load_dataset
     from search.result import CandidateSpec
+    from search.study import check_family
     from search.targets import get_target
 
     target = get_target(args.target, args.targets)
+    check_family(args.family)
     spec = CandidateSpec(
         family=args.family,
         width=args.width,

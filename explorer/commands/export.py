@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware_export import export_tflite_file, export_trial
+    from search.storage import load_existing_study
     from search.targets import get_target
 
     if args.study is not None:
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             args._parser.error("--study needs --trial N")
         if args.target is not None:
             args._parser.error("--target goes with --tflite; a trial's target comes from its result")
+        load_existing_study(args.storage, args.study)  # read-only check first: creates no file or table
         info = export_trial(args.storage, args.study, args.trial, args.output, fmt=args.fmt, force=args.force)
         origin = f"trial {args.trial} of study '{args.study}'"
     else:

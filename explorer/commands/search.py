@@ -10,6 +10,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from explorer.commands._args import (
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed,
+    study_name,
+)
 from explorer.progress import search_progress
 from search.result import OBJECTIVES
 from search.storage import DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL
@@ -26,42 +35,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
     p.add_argument("--data", help="dataset: .npz file, image folder, 'bench:kws' or 'bench:vww' (default: the built-in digits demo)")
     p.add_argument("--family", default="mobilenet_v1", help="mobilenet_v1, ds_cnn or module:function")
-    p.add_argument("--trials", type=int, default=20, help="total trials in the study (default: 20)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
-    p.add_argument("--study", help="study name (default: <target>-<family>)")
+    p.add_argument("--trials", type=positive_int, default=20, help="total trials in the study (default: 20)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default: 1)")
+    p.add_argument("--study", type=study_name, help="study name (default: <target>-<family>)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe (constrained multivariate TPE)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="sampler and training seed, 0 to 2**32-1 (default: 0)")
     add_space_arguments(p)
     p.add_argument(
         "--objectives",
         default=",".join(DEFAULT_OBJECTIVES),
         help=f"comma-separated subset of {','.join(OBJECTIVES)} (default: {','.join(DEFAULT_OBJECTIVES)})",
     )
-    p.add_argument("--epochs", type=int, default=5, help="training epochs of each base model (default: 5)")
-    p.add_argument("--finetune-epochs", type=int, default=2, help="pruning / QAT fine-tune epochs (default: 2)")
-    p.add_argument("--flash-budget", type=float, metavar="KB", help="override the target's model flash budget")
-    p.add_argument("--sram-budget", type=float, metavar="KB", help="override the target's model SRAM budget")
-    p.add_argument("--latency-budget", type=float, metavar="MS", help="override the target's latency budget")
+    p.add_argument("--epochs", type=positive_int, default=5, help="training epochs of each base model (default: 5)")
+    p.add_argument(
+        "--finetune-epochs", type=nonnegative_int, default=2, help="pruning / QAT fine-tune epochs (default: 2)"
+    )
+    p.add_argument("--flash-budget", type=positive_float, metavar="KB", help="override the target's model flash budget")
+    p.add_argument("--sram-budget", type=positive_float, metavar="KB", help="override the target's model SRAM budget")
+    p.add_argument("--latency-budget", type=positive_float, metavar="MS", help="override the target's latency budget")
     p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS_ROOT, help="artifacts root folder")
     add_heartbeat_arguments(p)
     p.set_defaults(run=run)
 
 
 def add_space_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width-min", type=float, default=0.25)
-    p.add_argument("--width-max", type=float, default=1.0)
-    p.add_argument("--width-step", type=float, default=0.25, help="0 for a continuous range (default: 0.25)")
-    p.add_argument("--sparsity-min", type=float, default=0.0)
-    p.add_argument("--sparsity-max", type=float, default=0.8)
-    p.add_argument("--sparsity-step", type=float, default=0.1, help="0 for a continuous range (default: 0.1)")
+    p.add_argument("--width-min", type=finite_float, default=0.25)
+    p.add_argument("--width-max", type=finite_float, default=1.0)
+    p.add_argument(
+        "--width-step", type=nonnegative_float, default=0.25, help="0 for a continuous range (default: 0.25)"
+    )
+    p.add_argument("--sparsity-min", type=finite_float, default=0.0)
+    p.add_argument("--sparsity-max", type=finite_float, default=0.8)
+    p.add_argument(
+        "--sparsity-step", type=nonnegative_float, default=0.1, help="0 for a continuous range (default: 0.1)"
+    )
     p.add_argument("--precisions", help="comma-separated (default: all the target's runtime supports)")
     p.add_argument("--resolutions", help="comma-separated input sides in pixels (default: the dataset's)")
 
 
 def add_heartbeat_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--heartbeat-interval", type=int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
-    p.add_argument("--grace-period", type=int, default=GRACE_PERIOD, help=argparse.SUPPRESS)
+    p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL, help=argparse.SUPPRESS)
+    p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD, help=argparse.SUPPRESS)
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -127,11 +142,13 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.commands.front import print_report
     from search.front import load_front
+    from search.storage import display_url
     from search.workers import run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = config_from_args(args)
-    print(f"study {config.study_name} in {config.storage} (artifacts: {config.study_dir()})", file=sys.stderr)
+    where = display_url(config.storage)
+    print(f"study {config.study_name} in {where} (artifacts: {config.study_dir()})", file=sys.stderr)
     with search_progress(args.trials, config.study_name) as (on_progress, on_stage):
         run_search(config, args.trials, args.workers, progress=on_progress, stage=on_stage)
     print_report(load_front(config.storage, config.study_name))

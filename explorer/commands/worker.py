@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from explorer.commands._args import study_name
 from explorer.commands.search import add_heartbeat_arguments
 from explorer.progress import search_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join an existing study and run its trials (one process)")
-    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--study", required=True, type=study_name, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL shared by all workers")
     p.add_argument("--trials", type=int, help="total trials in the study (default: the budget the search recorded)")
     p.add_argument("--data", help="dataset path on this machine, if it differs from the recorded one")
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from search.errors import ConfigError
-    from search.storage import make_storage
+    from search.storage import load_existing_study
     from search.study import config_from_study
     from search.workers import run_worker
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, data=args.data)
     n_trials = args.trials
     if n_trials is None:
-        study = optuna.load_study(study_name=args.study, storage=make_storage(config.storage))
+        study = load_existing_study(config.storage, args.study)
         if "n_trials" not in study.user_attrs:
             raise ConfigError(f"study '{args.study}' records no trial budget; pass --trials N")
         n_trials = int(study.user_attrs["n_trials"])

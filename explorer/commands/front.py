@@ -119,7 +119,9 @@ def render_report(report: FrontReport, *, all_trials: bool = False) -> str:
         lines.append(render_table(report, rows))
     lines.append("")
     if report.knee is not None:
-        lines.append(f"knee: trial {report.knee} (farthest from the plane through the front's extremes)")
+        lines.append(
+            f"knee: trial {report.knee} (nearest the front's ideal point with each cost in units of its budget)"
+        )
     lines.append(f"hypervolume: {report.hypervolume:.4f} of the budget box (accuracy 0-100% x each cost 0-budget)")
     failed = [r for r in report.trials if r.fail_reason]
     if failed and (all_trials or len(failed) <= 5):

@@ -160,7 +160,7 @@ def test_search_page_shows_target_budgets(empty_workdir: Path) -> None:
     ("setup", "message"),
     [
         ({"f_study_nucleo-l4r5zi_mobilenet_v1": "../escape"}, "study name must be 1-64 characters"),
-        ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KB"),
+        ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KiB"),
         ({"f_sram_nucleo-l4r5zi": 0.0}, "SRAM budget must be > 0"),
         ({"f_wmin": 0.9, "f_wmax": 0.5}, "width_min (0.9) must be <= width_max (0.5)"),
         ({"f_prec_tflm": []}, "pick at least one precision"),
@@ -249,7 +249,7 @@ def test_launch_and_stop_a_real_search(empty_workdir: Path) -> None:
 # ----------------------------------------------------------------------------------------------- front page
 
 
-def test_front_page_counts_and_budget_sliders(workdir: Path) -> None:
+def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     report = _report()
     expected = charts.front_info(report)
     at = _app("front")
@@ -257,23 +257,78 @@ def test_front_page_counts_and_budget_sliders(workdir: Path) -> None:
     text = _text(at)
     assert f"{N_TRIALS} finished · **{expected.feasible} within budgets** · {len(expected.front)} on the front" in text
     assert "2 failed" in text
+    assert not [w for w in at.warning if "What-if budgets" in w.value]  # no override: no banner
     chart = at.get("plotly_chart")[0]
     spec = json.loads(chart.proto.spec)
     shown = sum(len(t["x"]) for t in spec["data"] if not t["name"].startswith(("knee", "open")))
     assert shown == N_TRIALS
     assert any(t["name"] == f"knee (trial {report.knee})" for t in spec["data"])
+    # A typed budget (not a 3.58-3580 slider), defaulting to the study's own, one decimal, no exponent.
+    box = at.number_input(key=state.budget_key(STUDY, "flash_kb"))
+    assert box.value == pytest.approx(report.budgets["flash_kb"]) and box.proto.format == "%.1f"
     # Tighten flash to the 5th smallest value: the feasible count drops to what rejudge says.
     flashes = sorted(r.figures["flash_kb"]["value"] for r in report.trials if r.figures)
-    limit = float(flashes[4])
-    slider = at.slider(key=f"budget_{STUDY}_flash_kb")
-    slider.set_value(limit).run()
-    tight = charts.front_info(charts.rejudge(report, {"flash_kb": slider.value}))
+    limit = round(float(flashes[4]), 1)
+    box.set_value(limit).run()
+    tight = charts.front_info(charts.rejudge(report, {"flash_kb": limit}))
     assert tight.feasible < expected.feasible
     assert f"**{tight.feasible} within budgets**" in _text(at)
-    assert at.session_state["budget_overrides"][STUDY]["flash_kb"] == pytest.approx(slider.value)
+    assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
+    banner = [w.value for w in at.warning if "What-if budgets active" in w.value]
+    assert banner and f"flash **{limit:,.1f} KiB** (study: {report.budgets['flash_kb']:,.1f} KiB)" in banner[0]
     at.selectbox(key="front_x").select("flash_kb").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KB)"
+    assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KiB)"
+    assert "flash_kb" not in at.selectbox(key="front_y").options  # never the same figure on both axes
+
+
+def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
+    """Issue 11 item 1: a what-if flash budget is the one every page judges by, shown on each, reset once."""
+    report = _report()
+    over = max((r for r in report.trials if r.feasible), key=lambda r: r.figures["flash_kb"]["value"])
+    limit = round(over.figures["flash_kb"]["value"] - 1.0, 1)  # this trial no longer fits
+    at = _app("front")
+    at.number_input(key=state.budget_key(STUDY, "flash_kb")).set_value(limit).run()
+    at.session_state["trial"] = over.number
+    for page in ("candidate", "export", "trials"):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert any("What-if budgets active" in w.value for w in at.warning), page
+        if page == "candidate":
+            assert f"### Trial {over.number} ·" in _text(at) and ":red-badge[over budget]" in _text(at)
+            figures = _frame(at, "figure")
+            flash = figures[figures["figure"] == "flash"].iloc[0]
+            assert (flash["budget"], flash["fits"]) == (f"{limit:,.1f}", "NO")
+        elif page == "export":
+            picker = at.selectbox(key="export_trial_choice")
+            assert "(over budget)" in picker.format_func(over.number)
+            assert any(f"Trial {over.number} is over budget (flash)" in w.value for w in at.warning)
+        else:
+            table = _frame(at, "trial")
+            assert table.set_index("trial").loc[over.number, "verdict"] == "over flash"
+    at.button(key="reset_budgets").click().run()
+    assert at.session_state["budget_overrides"].get(STUDY, {}) == {}
+    assert not [w for w in at.warning if "What-if budgets active" in w.value]
+    at.switch_page("pages/front.py")
+    at.run()
+    assert at.number_input(key=state.budget_key(STUDY, "flash_kb")).value == pytest.approx(report.budgets["flash_kb"])
+    assert not [w for w in at.warning if "What-if budgets active" in w.value]
+
+
+def test_front_axes_span_the_data_and_name_an_off_chart_budget(workdir: Path) -> None:
+    report = _report()
+    flashes = [r.figures["flash_kb"]["value"] for r in report.trials if r.figures]
+    report = charts.rejudge(report, {"flash_kb": 10 * max(flashes)})  # a budget far beyond every trial
+    info = charts.front_info(report, "flash_kb", "accuracy")
+    assert info.x_range[0] <= min(flashes) and max(flashes) <= info.x_range[1] < 1.2 * max(flashes)
+    assert info.off_chart == {"x": report.budgets["flash_kb"]}  # named at the edge, not squeezing the points
+    fig = charts.front_figure(info)
+    assert any("off the chart" in a.text for a in fig.layout.annotations)
+    wide = charts.front_info(report, "flash_kb", "accuracy", to_budget=True, log_x=True)
+    assert wide.x_range[1] >= report.budgets["flash_kb"] and wide.off_chart == {}
+    assert charts.front_figure(wide).layout.xaxis.type == "log"
+    with pytest.raises(Exception, match="two axes must show different figures"):
+        charts.front_info(report, "accuracy", "accuracy")
 
 
 def test_rejudge_matches_load_front(workdir: Path) -> None:

@@ -74,7 +74,7 @@ def check_budgets(target: Target, flash_kb: float, sram_kb: float, latency_ms: f
         ("SRAM budget", sram_kb, target.sram_kb),
         ("latency budget", latency_ms, MAX_LATENCY_BUDGET_MS),
     ):
-        unit = "ms" if label.startswith("latency") else "KB"
+        unit = "ms" if label.startswith("latency") else "KiB"
         if not 0 < value <= most:
             raise ConfigError(
                 f"{label} must be > 0 and <= {most:g} {unit} ({target.name} has {most:g} {unit}), got {value:g} {unit}"

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from search.front import TrialRow
+from explorer.app.state import display_unit
+from search.front import FrontReport, TrialRow
 from search.result import BUDGETS
 
 #: Figures in the order the page lists them, with readable names.
@@ -38,7 +39,7 @@ def fmt_value(name: str, fig: Mapping[str, Any]) -> str:
         return f"{value * 100:.2f} %"
     if fig.get("unit") == "B":
         return f"{value:,.0f} B"
-    return f"{value:,.2f} {fig.get('unit', '')}".strip()
+    return f"{value:,.2f} {display_unit(str(fig.get('unit', '')))}".strip()
 
 
 def fmt_kind(fig: Mapping[str, Any]) -> str:
@@ -119,3 +120,76 @@ def compare_table(rows: Sequence[TrialRow], budgets: Mapping[str, float]) -> pd.
             col.append(f"{fmt_value(n, fig)} ({fmt_kind(fig)})" if fig else "-")
         data[f"trial {row.number}"] = col
     return pd.DataFrame(data, index=index)
+
+
+def verdict(row: TrialRow, report: FrontReport) -> str:
+    """One trial's standing: knee / front / equal within error to a front trial / fits / over / failed / running."""
+    if row.state == "FAIL":
+        return "FAIL: " + (row.fail_reason or "no reason recorded")
+    if row.state != "COMPLETE" or not row.figures:
+        return row.state.lower()
+    if row.number == report.knee:
+        return "★ knee (front)"
+    if row.number in report.front:
+        return "front"
+    if row.number in report.within_noise:
+        return f"≈ front (equal to #{report.within_noise[row.number]} within error)"
+    if row.duplicate_of is not None:
+        return f"duplicate of #{row.duplicate_of}"
+    if row.feasible:
+        return "fits"
+    return "over " + ", ".join(b for b, ok in row.verdicts.items() if not ok)
+
+
+#: Figures of the all-trials table: key -> column title (numbers, so the columns sort).
+TRIAL_COLUMNS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "latency_ms": "latency p50 (ms)",
+    "flash_kb": "flash (KiB)",
+    "sram_kb": "SRAM (KiB)",
+}
+
+
+def trials_table(report: FrontReport) -> pd.DataFrame:
+    """Every trial, one row each: settings, figures as numbers, each figure's kind, and its verdict."""
+    rows = []
+    for r in report.trials:
+        spec = r.spec or r.params
+        rec: dict[str, Any] = {
+            "trial": r.number,
+            "state": r.state,
+            "verdict": verdict(r, report),
+            "precision": spec.get("precision"),
+            "width": float(spec["width"]) if "width" in spec else None,
+            "sparsity": float(spec["sparsity"]) if "sparsity" in spec else None,
+        }
+        kinds = []
+        for key, title in TRIAL_COLUMNS.items():
+            fig = r.figures.get(key)
+            rec[title] = float(fig["value"]) if fig else None
+            if fig:
+                kinds.append(f"{FIGURE_NAMES.get(key, key).split(' (')[0]} {fmt_kind(fig)}")
+        rec["kinds"] = "; ".join(kinds)
+        rows.append(rec)
+    columns = ["trial", "state", "verdict", "precision", "width", "sparsity", *TRIAL_COLUMNS.values(), "kinds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def filter_trials(table: pd.DataFrame, show: str, text: str = "") -> pd.DataFrame:
+    """Rows of :func:`trials_table` to show: ``show`` in all / front / fits / over / failed; ``text`` in any cell."""
+    verdicts = table["verdict"].astype(str)
+    keep = {
+        "all": verdicts == verdicts,
+        "front": verdicts.str.contains("front"),
+        "fits": table["state"].eq("COMPLETE") & ~verdicts.str.startswith("over"),
+        "over": verdicts.str.startswith("over"),
+        "failed": table["state"].eq("FAIL"),
+    }
+    if show not in keep:
+        raise KeyError(f"unknown filter '{show}'; expected one of: {', '.join(keep)}")
+    out = table[keep[show]]
+    needle = text.strip().lower()
+    if needle:
+        hit = out.astype(str).apply(lambda col: col.str.lower().str.contains(needle, regex=False))
+        out = out[hit.any(axis=1)]
+    return out

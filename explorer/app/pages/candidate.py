@@ -8,9 +8,11 @@ from explorer.app import charts, tables, ui
 
 ui.setup()
 st.title("Candidate")
+ui.what_if_banner()
 study = ui.require_study()
-with ui.boundary():
-    report = charts.rejudge(ui.load_report(study), st.session_state["budget_overrides"].get(study, {}))
+report = ui.report_or_wait(study)  # judged against the session's budgets (what-if ones when active)
+if report is None:
+    st.stop()
 number = ui.trial_picker(report)
 if number is None:
     st.stop()

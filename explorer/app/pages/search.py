@@ -10,6 +10,7 @@ from search.study import DEFAULT_OBJECTIVES, SAMPLERS
 
 ui.setup()
 st.title("Search")
+ui.what_if_banner()
 st.caption(
     "Width x sparsity x precision of a small CNN against a board's flash, SRAM and latency budgets. "
     "Every candidate is trained, converted and measured for real, in a background process that keeps "
@@ -119,15 +120,15 @@ def search_form() -> None:
         name = st.selectbox("Target", names, index=names.index(default), key="f_target")
         target = targets[name]
         st.caption(
-            f"{target.description} · {target.core} @ {target.clock_mhz:g} MHz · flash {target.flash_kb:g} KB · "
-            f"SRAM {target.sram_kb:g} KB · runtime {target.runtime}"
+            f"{target.description} · {target.core} @ {target.clock_mhz:g} MHz · flash {target.flash_kb:,g} KiB · "
+            f"SRAM {target.sram_kb:,g} KiB · runtime {target.runtime}"
         )
         cols = st.columns(3)
         flash = cols[0].number_input(
-            "Flash budget (KB)", value=float(target.flash_budget_kb), step=16.0, key=f"f_flash_{name}"
+            "Flash budget (KiB)", value=float(target.flash_budget_kb), step=16.0, key=f"f_flash_{name}"
         )
         sram = cols[1].number_input(
-            "SRAM budget (KB)", value=float(target.sram_budget_kb), step=8.0, key=f"f_sram_{name}"
+            "SRAM budget (KiB)", value=float(target.sram_budget_kb), step=8.0, key=f"f_sram_{name}"
         )
         latency = cols[2].number_input(
             "Latency budget (ms)", value=float(target.latency_budget_ms), step=10.0, key=f"f_latency_{name}"

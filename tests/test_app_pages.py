@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.app import charts, launcher, state, tables
+from explorer.app import charts, forms, launcher, state, tables
 from explorer.app.reading import open_study, read_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,6 +180,65 @@ def test_search_page_refuses_bad_input(empty_workdir: Path, setup: dict[str, Any
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("f_trials", 0, "trials must be a whole number from 1 to 1,000, got 0"),
+        ("f_trials", -5, "trials must be a whole number from 1 to 1,000, got -5"),
+        ("f_trials", 100000, "trials must be a whole number from 1 to 1,000, got 100000"),
+        ("f_workers", 0, "workers must be a whole number from 1 to 8, got 0"),
+        ("f_epochs", 0, "epochs must be a whole number from 1 to 100, got 0"),
+        ("f_finetune", -1, "fine-tune epochs must be a whole number from 0 to 100, got -1"),
+        ("f_seed", -3, "seed must be a whole number from 0 to 2,147,483,647, got -3"),
+        ("f_smax", 1.5, "sparsity max must be >= 0 and < 1, got 1.5"),
+        ("f_wmin", 0.0, "width min must be > 0 and <= 4, got 0"),
+    ],
+)
+def test_search_page_invalid_numbers_never_launch(empty_workdir: Path, key: str, value: float, message: str) -> None:
+    """Issue 11 item 4: the typed value is taken (no silent clamp to the old one), its reason shown as text."""
+    at = _app()
+    at.number_input(key=key).set_value(value).run()
+    assert at.number_input(key=key).value == value
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]  # visible before Launch
+    at.button(key="launch").click().run()
+    assert any("Nothing launched" in e.value for e in at.error)
+    assert launcher.list_runs(empty_workdir) == []
+
+
+def test_search_page_bad_dataset_keeps_the_form(empty_workdir: Path) -> None:
+    """Issue 11 item 8: a dataset error is shown, the rest of the form (and Launch) stays, and nothing launches."""
+    at = _app()
+    at.radio(key="f_data_kind").set_value("path").run()
+    at.text_input(key="f_data_path").input("missing.npz").run()
+    assert any("nothing at 'missing.npz'" in e.value for e in at.error)
+    assert at.number_input(key="f_trials").value == 20 and at.button(key="launch")
+    at.button(key="launch").click().run()
+    assert any("Nothing launched" in e.value for e in at.error)
+    assert launcher.list_runs(empty_workdir) == []
+
+
+def test_form_restored_from_a_run_record(empty_workdir: Path) -> None:
+    form = forms.SearchForm(
+        study="kept",
+        target="nucleo-f446re",
+        flash_budget_kb=300.0,
+        sram_budget_kb=96.0,
+        latency_budget_ms=250.0,
+        precisions=("int8",),
+        trials=7,
+        epochs=3,
+        finetune_epochs=0,
+        width_max=0.5,
+    )
+    argv = forms.search_argv(form, state.storage_url())
+    values = forms.widgets_from_argv(["python", "-m", "explorer.cli", *argv], forms.load_app_targets())
+    assert values["f_target"] == "nucleo-f446re"
+    assert values["f_study_nucleo-f446re_mobilenet_v1"] == "kept"
+    assert (values["f_trials"], values["f_epochs"], values["f_finetune"]) == (7, 3, 0)
+    assert values["f_flash_nucleo-f446re"] == 300.0 and values["f_prec_tflm"] == ["int8"]
+    assert values["f_wmax"] == 0.5
+
+
 def test_search_page_dataset_inputs(empty_workdir: Path) -> None:
     rng = np.random.default_rng(0)
     at = _app()
@@ -244,6 +303,17 @@ def test_launch_and_stop_a_real_search(empty_workdir: Path) -> None:
     assert not launcher._group_alive(record.pid)
     at.run()
     assert any("Stopped from the app" in w.value for w in at.warning)
+    # Issue 11 item 5: a stopped search does not count on: no "Running", no ticking "Elapsed".
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Running" not in metrics and "Interrupted" in metrics and "Elapsed" not in metrics
+    took = metrics["Took"]
+    time.sleep(1.5)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Took"] == took
+    assert not any(m.value == "**Status:** running" for m in at.markdown)
+    at.switch_page("pages/front.py")
+    at.run()
+    assert not any("A search is running" in c.value for c in at.caption)
 
 
 # ----------------------------------------------------------------------------------------------- front page

@@ -420,6 +420,94 @@ def test_front_open_button_goes_to_candidate(workdir: Path) -> None:
     assert at.title[0].value == "Candidate"
 
 
+def test_all_trials_table_filters_and_opens(workdir: Path) -> None:
+    report = _report()
+    table = tables.trials_table(report)
+    assert len(table) == len(report.trials) == N_TRIALS + 2
+    by_trial = table.set_index("trial")
+    failed = [r for r in report.trials if r.state == "FAIL"]
+    assert all(by_trial.loc[r.number, "verdict"].startswith("FAIL: ") for r in failed)
+    assert by_trial.loc[report.knee, "verdict"] == "★ knee (front)"
+    assert set(tables.filter_trials(table, "front")["trial"]) == set(report.front) | set(report.within_noise)
+    assert set(tables.filter_trials(table, "failed")["trial"]) == {r.number for r in failed}
+    assert (
+        "estimated ±" in by_trial.loc[report.knee, "kinds"]
+        and "accuracy measured" in by_trial.loc[report.knee, "kinds"]
+    )
+    at = _app("trials")
+    shown = _frame(at, "trial")
+    assert len(shown) == N_TRIALS + 2 and shown["accuracy"].dtype.kind == "f"  # numbers: the columns sort
+    at.radio(key="trials_show").set_value("failed").run()
+    assert set(_frame(at, "trial")["trial"]) == {r.number for r in failed}
+    at.radio(key="trials_show").set_value("all").run()
+    at.text_input(key="trials_text").input("int16x8").run()
+    assert set(_frame(at, "trial")["precision"]) == {"int16x8"}
+
+
+def test_cli_front_all_marks_the_front(workdir: Path) -> None:
+    from explorer.commands.front import render_report
+
+    report = _report()
+    text = render_report(report, all_trials=True)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("trial  width"))
+    header, body = lines[start], lines[start + 2 : start + 2 + len(report.trials)]
+    assert "flash (budget 1,792.0 KiB)" in header and header.rstrip().endswith("front")
+    column = header.index("front", header.index("verdict"))
+    marks = {int(line.split()[0]): line[column:].strip() for line in body}
+    assert marks[report.knee] == "knee"
+    assert all(marks[n] == "yes" for n in report.front if n != report.knee)
+    assert "KB" not in text and "sizes in KiB (1 KiB = 1,024 bytes)" in text
+
+
+def test_analysis_page_uses_optuna_plots(workdir: Path) -> None:
+    from explorer.app import analysis
+
+    study = open_study(state.storage_url(), STUDY)
+    report = _report()
+    info = analysis.analysis_info(study)
+    assert info.objectives == tuple(report.objectives)
+    assert info.reference == tuple(0.0 if n == "accuracy" else report.budgets[n] for n in report.objectives)
+    assert {"width", "sparsity", "precision"} <= set(info.params) and info.can_rank_params
+    hv = analysis.hypervolume_figure(study, info)
+    last = float(hv.data[0].y[-1])
+    # Optuna's volume in objective units / the budget box = the front's hypervolume (same feasible set,
+    # up to the points merged as equal within error).
+    assert last / info.box == pytest.approx(report.hypervolume, rel=0.05)
+    assert list(hv.data[0].y) == sorted(hv.data[0].y)  # a history never loses volume
+    par = analysis.parallel_figure(study, info, "latency_ms")
+    axes = list(par.layout.xaxis.ticktext or [])  # optuna 5 draws the axes as scatter lines with tick labels
+    drawn = par.to_json()
+    assert all(name in drawn for name in ("latency p50 (ms)", "width", "sparsity", "precision")), axes
+    assert len(par.data) >= info.complete  # one line per finished trial (plus the axes)
+    at = _app("analysis")
+    titles = [h.value for h in at.subheader]
+    assert titles == ["Hypervolume over trials", "Parameter importance", "Parallel coordinates"]
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_deep_link_opens_the_same_candidate(workdir: Path) -> None:
+    from explorer.app.state import link_params
+
+    assert link_params({"study": "../x", "trial": "3; drop", "page": "evil"}) == {}
+    assert link_params({"study": STUDY, "trial": "7", "page": "Candidate"}) == {
+        "study": STUDY,
+        "trial": 7,
+        "page": "candidate",
+    }
+    report = _report()
+    number = report.front[-1]
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.query_params["study"] = STUDY
+    at.query_params["trial"] = str(number)
+    at.query_params["page"] = "candidate"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["study"] == STUDY and at.session_state["trial"] == number
+    assert at.title[0].value == "Candidate"
+    assert f"### Trial {number} ·" in _text(at)
+
+
 # ----------------------------------------------------------------------------------------------- candidate page
 
 

@@ -95,9 +95,14 @@ def _objective_index(info: AnalysisInfo, objective: str) -> int:
 
 def hypervolume_figure(study: optuna.Study, info: AnalysisInfo) -> go.Figure:
     """Optuna's hypervolume history against the budget box (see the module docstring)."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import plot_hypervolume_history
 
-    fig = plot_hypervolume_history(study, list(info.reference))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # stable enough for a chart; the page says what it is
+        fig = plot_hypervolume_history(study, list(info.reference))
     fig.update_layout(
         title=None,
         yaxis_title="hypervolume (" + " x ".join(OBJECTIVE_TITLES.get(n, n) for n in info.objectives) + ")",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explorer.report import display_unit as display_unit  # the one spelling of units, re-exported
 from search.errors import ConfigError
 
 WORKDIR_ENV = "TINYFRONT_WORKDIR"
@@ -46,11 +47,6 @@ BUDGET_FIELDS: dict[str, tuple[str, str]] = {
     "sram_kb": ("SRAM", "KiB"),
     "latency_ms": ("Latency", "ms"),
 }
-
-
-def display_unit(unit: str) -> str:
-    """The app's one spelling of a stored unit: sizes are KiB (the search divides bytes by 1,024)."""
-    return "KiB" if unit in ("kB", "KB", "KiB", "kb") else unit
 
 
 def budget_key(study: str, key: str) -> str:

@@ -530,12 +530,34 @@ def test_candidate_page_figures_and_compare(workdir: Path) -> None:
     assert figures[figures["figure"] == "accuracy (deployed artifact)"].iloc[0]["kind"] == "measured"
     layers = _frame(at, "#")
     assert list(layers["op"]) == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    for share in ("MACs share", "weight share", "latency share"):
+        assert layers[share].sum() == pytest.approx(1.0)
+    assert layers["est. latency ms"].notna().all()  # an MCU target: the per-layer cost model
     assert any("flash saved on the board: **0 B**" in m.value for m in at.markdown)
     others = [n for n in report.front if n != report.knee][:2]
     at.multiselect(key="compare_choice").set_value([report.knee, *others]).run()
     table = at.dataframe[-1].value
     assert list(table.columns) == [f"trial {n}" for n in [report.knee, *others]]
     assert table.loc["precision", f"trial {report.knee}"] == knee.spec["precision"]
+    differ = tables.differing_rows(table)
+    assert "flash" in differ or "accuracy (deployed artifact)" in differ
+    assert all(table.loc[name].nunique() == 1 for name in table.index if name not in differ)
+    assert any(f"the {len(differ)} rows where the candidates differ" in c.value for c in at.caption)
+
+
+def test_layers_table_shows_every_layer_with_shares() -> None:
+    layers = [
+        {"index": i, "op": "CONV_2D", "macs": 1000 * (i + 1), "weight_params": 10, "weight_bytes": 10 * (i + 1)}
+        for i in range(12)
+    ]
+    mcu = {"runtime": "tflm", "core": "cortex-m4", "clock_mhz": 80.0}
+    table = tables.layers_table(layers, mcu)
+    assert len(table) == 12  # every layer, not the first 6
+    assert table["MACs share"].iloc[-1] == pytest.approx(12 / 78)
+    assert table["weight share"].sum() == pytest.approx(1.0)
+    assert (table["est. latency ms"] > 0).all() and table["latency share"].sum() == pytest.approx(1.0)
+    linux = tables.layers_table(layers, {"runtime": "onnxruntime", "core": "cortex-a72", "clock_mhz": 1500.0})
+    assert linux["est. latency ms"].isna().all()
 
 
 def test_candidate_page_with_no_study(empty_workdir: Path) -> None:

@@ -69,23 +69,69 @@ def figures_table(figures: Mapping[str, Mapping[str, Any]], budgets: Mapping[str
     return pd.DataFrame(rows, columns=["figure", "value", "kind", "budget", "fits", "how"])
 
 
-def layers_table(layers: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per-layer table: op, MACs, weights (count and bytes), activation bytes, output shape."""
-    rows = [
-        {
-            "#": layer.get("index", i),
-            "op": layer.get("op", "?"),
-            "MACs": int(layer.get("macs", 0)),
-            "weights": int(layer.get("weight_params", 0)),
-            "weight bytes": int(layer["weight_bytes"]) if "weight_bytes" in layer else None,
-            "activation bytes": int(layer["activation_bytes"]) if "activation_bytes" in layer else None,
-            "output shape": "x".join(str(d) for d in layer.get("output_shape", [])),
-        }
-        for i, layer in enumerate(layers)
-    ]
-    return pd.DataFrame(
-        rows, columns=["#", "op", "MACs", "weights", "weight bytes", "activation bytes", "output shape"]
-    )
+def layer_latency_ms(layers: Sequence[Mapping[str, Any]], target: Mapping[str, Any]) -> list[float] | None:
+    """Each layer's share of the board latency as the per-layer cost model estimates it (ms), or None
+    when the target's latency is not modelled per layer (a Linux board timed on this host)."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from search.errors import TinyfrontError
+    from search.latency_model import core_coefficients, estimate_cycles
+    from search.tflite_graph import GraphInfo, Layer
+
+    if target.get("runtime") != "tflm" or not float(target.get("clock_mhz", 0)) > 0:
+        return None
+    try:
+        _, coefficients = core_coefficients(str(target.get("core", "")))
+    except TinyfrontError:
+        return None
+    out = []
+    for i, layer in enumerate(layers):
+        one = Layer(
+            index=int(layer.get("index", i)),
+            op=str(layer.get("op", "?")),
+            macs=int(layer.get("macs", 0)),
+            weight_params=int(layer.get("weight_params", 0)),
+            weight_bytes=int(layer.get("weight_bytes", 0)),
+            activation_bytes=int(layer.get("activation_bytes", 0)),
+            output_shape=tuple(layer.get("output_shape", ())),
+        )
+        graph = cast(GraphInfo, SimpleNamespace(layers=(one,)))  # estimate_cycles reads .layers only
+        out.append(estimate_cycles(graph, coefficients) / (float(target["clock_mhz"]) * 1000.0))
+    return out
+
+
+def _share(values: Sequence[float]) -> list[float]:
+    total = float(sum(values))
+    return [float(v) / total if total > 0 else 0.0 for v in values]
+
+
+def layers_table(layers: Sequence[Mapping[str, Any]], target: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Every layer: op, MACs, weights (count and bytes), activation bytes, output shape, and each layer's
+    share of the MACs, of the weight bytes and (MCU targets) of the estimated latency."""
+    macs = [int(layer.get("macs", 0)) for layer in layers]
+    weight_bytes = [int(layer.get("weight_bytes", 0)) for layer in layers]
+    latency = layer_latency_ms(layers, target) if target is not None else None
+    rows = []
+    for i, layer in enumerate(layers):
+        rows.append(
+            {
+                "#": layer.get("index", i),
+                "op": layer.get("op", "?"),
+                "MACs": macs[i],
+                "MACs share": _share(macs)[i],
+                "weights": int(layer.get("weight_params", 0)),
+                "weight bytes": int(layer["weight_bytes"]) if "weight_bytes" in layer else None,
+                "weight share": _share(weight_bytes)[i],
+                "activation bytes": int(layer["activation_bytes"]) if "activation_bytes" in layer else None,
+                "est. latency ms": latency[i] if latency is not None else None,
+                "latency share": _share(latency)[i] if latency is not None else None,
+                "output shape": "x".join(str(d) for d in layer.get("output_shape", [])),
+            }
+        )
+    columns = ["#", "op", "MACs", "MACs share", "weights", "weight bytes", "weight share", "activation bytes"]
+    columns += ["est. latency ms", "latency share", "output shape"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def sparsity_rows(sparsity: Mapping[str, Any]) -> dict[str, str]:
@@ -120,6 +166,11 @@ def compare_table(rows: Sequence[TrialRow], budgets: Mapping[str, float]) -> pd.
             col.append(f"{fmt_value(n, fig)} ({fmt_kind(fig)})" if fig else "-")
         data[f"trial {row.number}"] = col
     return pd.DataFrame(data, index=index)
+
+
+def differing_rows(table: pd.DataFrame) -> list[str]:
+    """Rows of :func:`compare_table` whose cells are not all the same: what the comparison is about."""
+    return [str(name) for name, row in table.iterrows() if row.astype(str).nunique() > 1]
 
 
 def verdict(row: TrialRow, report: FrontReport) -> str:

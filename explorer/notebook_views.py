@@ -133,8 +133,8 @@ def _axis_title(name: str) -> str:
     return {
         "accuracy": "accuracy (measured, deployed artifact)",
         "latency_ms": "latency (ms)",
-        "flash_kb": "flash (KB)",
-        "sram_kb": "SRAM (KB)",
+        "flash_kb": "flash (KiB)",
+        "sram_kb": "SRAM (KiB)",
     }[name]
 
 

@@ -21,12 +21,18 @@ _ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
+def display_unit(unit: str) -> str:
+    """The one spelling of a stored unit: sizes are KiB (1 KiB = 1,024 bytes; the search divides bytes by 1,024)."""
+    return "KiB" if unit in ("kB", "KB", "KiB", "kb") else unit
+
+
 def _value(fig: Figure) -> str:
     if fig.unit == "fraction":
         return f"{fig.value * 100:.1f} %"
     if fig.unit == "B":
         return f"{fig.value:,.0f} B"
-    return f"{fig.value:,.3g} {fig.unit}" if fig.value < 100 else f"{fig.value:,.1f} {fig.unit}"
+    unit = display_unit(fig.unit)
+    return f"{fig.value:,.3g} {unit}" if fig.value < 100 else f"{fig.value:,.1f} {unit}"
 
 
 def _kind(fig: Figure) -> str:

@@ -9,7 +9,13 @@ is the budget box: accuracy stays a fraction (reference 0), latency / flash / SR
 the target's budget (reference 1, i.e. exactly at the budget). The hypervolume is then the
 fraction of the box "accuracy 0-1 x every cost 0-budget" that the feasible front dominates: 0 for
 no feasible trial, at most 1, and comparable across studies on the same target.
-The knee is :func:`search.pareto.knee_point` on the front's raw objective values.
+The front is the feasible Pareto front with points equal within measurement error merged
+(:func:`search.pareto.thin_within_noise`): an objective's tolerance is its figure's stated
+``error_pct`` of the value (at least :data:`NOISE_FLOOR_PCT`: host timing jitter on latency);
+accuracy has none (every trial is scored on the same validation samples). A trial dropped that
+way is listed in ``FrontReport.within_noise`` with the front trial that covers it.
+The knee is :func:`search.pareto.knee_point` with every objective in budget units (accuracy as a
+fraction, each cost divided by its budget): the front point nearest to the front's ideal point.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.errors import ConfigError, TinyfrontError
-from search.pareto import hypervolume, knee_point, pareto_mask
+from search.pareto import hypervolume, knee_point, pareto_mask, thin_within_noise
 from search.result import BUDGETS, OBJECTIVES, budget_of
 from search.storage import fail_reason
 from search.targets import Target
@@ -33,6 +39,9 @@ if TYPE_CHECKING:
     from search.result import CandidateResult
 
 _BUDGET_OF_FIGURE = {figure: budget for budget, figure in BUDGETS.items()}
+#: Smallest relative difference (in %) that counts as real, per objective, when a figure states no
+#: larger error: latency p50 on a shared host jitters by about 1 %; byte counts are exact.
+NOISE_FLOOR_PCT: dict[str, float] = {"latency_ms": 1.0}
 
 
 @dataclass
@@ -68,6 +77,7 @@ class FrontReport:
     hypervolume: float = 0.0
     hypervolume_reference: dict[str, float] = field(default_factory=dict)
     rechecked: bool = False
+    within_noise: dict[int, int] = field(default_factory=dict)  # left off the front -> front trial covering it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,24 +148,49 @@ def _row(trial: FrozenTrial, objectives: Sequence[str], target: Target, result: 
     )
 
 
+def objective_scale(objectives: Sequence[str], target: Target) -> list[float]:
+    """One unit per objective for comparing them: 1 for accuracy (a fraction), the budget for a cost."""
+    return [1.0 if n == "accuracy" else budget_of(target, _BUDGET_OF_FIGURE[n]) for n in objectives]
+
+
+def tolerance_of(row: TrialRow, objectives: Sequence[str]) -> list[float]:
+    """Absolute measurement tolerance of ``row``'s objectives (see the module docstring)."""
+    out = []
+    for n in objectives:
+        fig = row.figures.get(n, {})
+        pct = max(float(fig.get("error_pct") or 0.0), NOISE_FLOOR_PCT.get(n, 0.0))
+        out.append(0.0 if n == "accuracy" else abs(float(row.values[n])) * pct / 100.0)
+    return out
+
+
 def judge_front(report: FrontReport, target: Target) -> FrontReport:
-    """Fill ``report``'s feasible Pareto front (duplicates left out), knee and budget-box hypervolume."""
+    """Fill ``report``'s feasible Pareto front (duplicates and within-noise repeats left out), knee and hypervolume."""
     # A duplicate repeats its original's figures: the front lists the original only.
     feasible = [
         r for r in report.trials if r.feasible and r.duplicate_of is None and len(r.values) == len(report.objectives)
     ]
     report.hypervolume_reference = {n: (0.0 if n == "accuracy" else 1.0) for n in report.objectives}
+    report.within_noise = {}
     if not feasible:
         return report
     points = np.array([[r.values[n] for n in report.objectives] for r in feasible])
     mask = pareto_mask(points, report.directions)
     front = [r for r, keep in zip(feasible, mask, strict=True) if keep]
+    scale = np.array(objective_scale(report.objectives, target))
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in report.directions])
+    front_points = np.array([[r.values[n] for n in report.objectives] for r in front])
+    rank = ((front_points * signs) / scale).sum(axis=1)
+    dropped = thin_within_noise(
+        front_points, report.directions, [tolerance_of(r, report.objectives) for r in front], rank=rank
+    )
+    report.within_noise = {front[i].number: front[j].number for i, j in dropped.items()}
+    front = [r for i, r in enumerate(front) if i not in dropped]
     front.sort(
         key=lambda r: tuple(-r.values[n] if OBJECTIVES[n] == "maximize" else r.values[n] for n in report.objectives)
     )
     report.front = [r.number for r in front]
     front_points = np.array([[r.values[n] for n in report.objectives] for r in front])
-    knee = knee_point(front_points, report.directions)
+    knee = knee_point(front_points, report.directions, scale=list(scale))
     report.knee = front[knee].number if knee is not None else None
     report.hypervolume = budget_hypervolume(front_points, report.objectives, target)
     return report

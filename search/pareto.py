@@ -11,11 +11,21 @@ column is turned into a loss (maximised columns are negated), so "better" always
   (HSO slicing: sort by the last objective, sum slabs of the (m-1)-D volume; exact in any
   dimension, cost grows like n^(m-1), fine for the few dozen front points of a study).
   Rows that do not strictly beat the reference in every objective add nothing.
-- :func:`knee_point`: the front point farthest on the good side of the hyperplane through the
-  front's extreme points, after scaling every objective to [0, 1] over the front (0 = best).
-  With two objectives this is the classic "maximum distance to the line joining the two ends".
-  When the extremes do not span a hyperplane (fewer distinct extremes than objectives, or a
-  degenerate plane), the knee is the point closest to the ideal point (all zeros) instead.
+- :func:`thin_within_noise`: epsilon-dominance. Two front points whose objectives differ by less
+  than the stated measurement error (``tolerance``, absolute, per point and objective) are not
+  distinct trade-offs. Points are visited best first (``rank``); a point is kept unless a point
+  already kept is, in every objective, no worse than it by more than the larger of the two
+  tolerances. Returns which point covers each dropped one.
+- :func:`knee_point`: with ``scale`` (the front's default: accuracy 1, each cost its budget), the
+  compromise point: the front point nearest to the front's ideal point (best value of every
+  objective) when each objective is divided by its scale, so 0.027 ms against a 500 ms budget
+  weighs 0.005 % and 9.4 accuracy points weigh 9.4 %. Without ``scale`` (no budgets known), the
+  classic construction: every objective scaled to [0, 1] over the front, and the point farthest
+  on the good side of the hyperplane through the front's extreme points (with two objectives,
+  "maximum distance to the line joining the two ends"); when the extremes do not span a
+  hyperplane, the point closest to the ideal point instead. Range scaling lets a tiny spread
+  in one cost weigh as much as a large one in accuracy, hence the budget scale wherever budgets
+  exist.
 """
 
 from __future__ import annotations
@@ -112,11 +122,47 @@ def hypervolume(
     return _hv_losses(np.unique(loss, axis=0), ref)
 
 
-def knee_point(points: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]) -> int | None:
+def thin_within_noise(
+    points: np.ndarray | Sequence[Sequence[float]],
+    directions: Sequence[str],
+    tolerance: np.ndarray | Sequence[Sequence[float]],
+    rank: Sequence[float] | None = None,
+) -> dict[int, int]:
+    """Which rows are within ``tolerance`` of a better-ranked kept row: ``{dropped: covering row}``.
+
+    ``tolerance`` has the shape of ``points`` (absolute, >= 0, in the objectives' units).
+    ``rank``: lower is visited first (default: row order). Rows dominated outright are not looked
+    at: pass front points (see :func:`pareto_mask`).
+    """
+    loss = _as_losses(points, directions)
+    tol = np.asarray(tolerance, dtype=float).reshape(loss.shape)
+    if np.any(tol < 0) or not np.all(np.isfinite(tol)):
+        raise ConfigError("tolerance must be finite and >= 0 for every point and objective")
+    order = np.argsort(np.asarray(rank if rank is not None else np.arange(loss.shape[0]), dtype=float), kind="stable")
+    kept: list[int] = []
+    dropped: dict[int, int] = {}
+    for i in order:
+        cover = next(
+            (k for k in kept if np.all(loss[k] <= loss[i] + np.maximum(tol[k], tol[i]))),
+            None,
+        )
+        if cover is None:
+            kept.append(int(i))
+        else:
+            dropped[int(i)] = int(cover)
+    return dropped
+
+
+def knee_point(
+    points: np.ndarray | Sequence[Sequence[float]],
+    directions: Sequence[str],
+    scale: Sequence[float] | None = None,
+) -> int | None:
     """Index (into ``points``) of the knee of their Pareto front, or None when there are no points.
 
-    See the module docstring for the definition. Ties go to the lowest sum of scaled losses,
-    then to the lowest index.
+    See the module docstring for the definition (``scale``: one positive number per objective,
+    e.g. 1 for accuracy and the budget for each cost). Ties go to the lowest sum of scaled
+    losses, then to the lowest index.
     """
     loss = _as_losses(points, directions)
     if loss.shape[0] == 0:
@@ -125,6 +171,14 @@ def knee_point(points: np.ndarray | Sequence[Sequence[float]], directions: Seque
     front = loss[front_idx]
     if front.shape[0] == 1:
         return int(front_idx[0])
+    if scale is not None:
+        units = np.asarray(scale, dtype=float)
+        if units.shape != (loss.shape[1],) or np.any(~np.isfinite(units)) or np.any(units <= 0):
+            raise ConfigError(f"scale must be one positive number per objective, got {list(scale)}")
+        gaps = (front - front.min(axis=0)) / units
+        distance = np.linalg.norm(gaps, axis=1)
+        order = np.lexsort((front_idx, gaps.sum(axis=1), np.round(distance, 12)))
+        return int(front_idx[order[0]])
     low, high = front.min(axis=0), front.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
     scaled = (front - low) / span

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.app import charts, launcher, state, tables
+from explorer.app import charts, forms, launcher, state, tables
 from explorer.app.reading import open_study, read_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_search_page_shows_target_budgets(empty_workdir: Path) -> None:
     ("setup", "message"),
     [
         ({"f_study_nucleo-l4r5zi_mobilenet_v1": "../escape"}, "study name must be 1-64 characters"),
-        ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KB"),
+        ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KiB"),
         ({"f_sram_nucleo-l4r5zi": 0.0}, "SRAM budget must be > 0"),
         ({"f_wmin": 0.9, "f_wmax": 0.5}, "width_min (0.9) must be <= width_max (0.5)"),
         ({"f_prec_tflm": []}, "pick at least one precision"),
@@ -178,6 +178,65 @@ def test_search_page_refuses_bad_input(empty_workdir: Path, setup: dict[str, Any
     assert not (empty_workdir / ".tinyfront" / "runs").exists() or not list(
         (empty_workdir / ".tinyfront" / "runs").iterdir()
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("f_trials", 0, "trials must be a whole number from 1 to 1,000, got 0"),
+        ("f_trials", -5, "trials must be a whole number from 1 to 1,000, got -5"),
+        ("f_trials", 100000, "trials must be a whole number from 1 to 1,000, got 100000"),
+        ("f_workers", 0, "workers must be a whole number from 1 to 8, got 0"),
+        ("f_epochs", 0, "epochs must be a whole number from 1 to 100, got 0"),
+        ("f_finetune", -1, "fine-tune epochs must be a whole number from 0 to 100, got -1"),
+        ("f_seed", -3, "seed must be a whole number from 0 to 2,147,483,647, got -3"),
+        ("f_smax", 1.5, "sparsity max must be >= 0 and < 1, got 1.5"),
+        ("f_wmin", 0.0, "width min must be > 0 and <= 4, got 0"),
+    ],
+)
+def test_search_page_invalid_numbers_never_launch(empty_workdir: Path, key: str, value: float, message: str) -> None:
+    """Issue 11 item 4: the typed value is taken (no silent clamp to the old one), its reason shown as text."""
+    at = _app()
+    at.number_input(key=key).set_value(value).run()
+    assert at.number_input(key=key).value == value
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]  # visible before Launch
+    at.button(key="launch").click().run()
+    assert any("Nothing launched" in e.value for e in at.error)
+    assert launcher.list_runs(empty_workdir) == []
+
+
+def test_search_page_bad_dataset_keeps_the_form(empty_workdir: Path) -> None:
+    """Issue 11 item 8: a dataset error is shown, the rest of the form (and Launch) stays, and nothing launches."""
+    at = _app()
+    at.radio(key="f_data_kind").set_value("path").run()
+    at.text_input(key="f_data_path").input("missing.npz").run()
+    assert any("nothing at 'missing.npz'" in e.value for e in at.error)
+    assert at.number_input(key="f_trials").value == 20 and at.button(key="launch")
+    at.button(key="launch").click().run()
+    assert any("Nothing launched" in e.value for e in at.error)
+    assert launcher.list_runs(empty_workdir) == []
+
+
+def test_form_restored_from_a_run_record(empty_workdir: Path) -> None:
+    form = forms.SearchForm(
+        study="kept",
+        target="nucleo-f446re",
+        flash_budget_kb=300.0,
+        sram_budget_kb=96.0,
+        latency_budget_ms=250.0,
+        precisions=("int8",),
+        trials=7,
+        epochs=3,
+        finetune_epochs=0,
+        width_max=0.5,
+    )
+    argv = forms.search_argv(form, state.storage_url())
+    values = forms.widgets_from_argv(["python", "-m", "explorer.cli", *argv], forms.load_app_targets())
+    assert values["f_target"] == "nucleo-f446re"
+    assert values["f_study_nucleo-f446re_mobilenet_v1"] == "kept"
+    assert (values["f_trials"], values["f_epochs"], values["f_finetune"]) == (7, 3, 0)
+    assert values["f_flash_nucleo-f446re"] == 300.0 and values["f_prec_tflm"] == ["int8"]
+    assert values["f_wmax"] == 0.5
 
 
 def test_search_page_dataset_inputs(empty_workdir: Path) -> None:
@@ -244,12 +303,23 @@ def test_launch_and_stop_a_real_search(empty_workdir: Path) -> None:
     assert not launcher._group_alive(record.pid)
     at.run()
     assert any("Stopped from the app" in w.value for w in at.warning)
+    # Issue 11 item 5: a stopped search does not count on: no "Running", no ticking "Elapsed".
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Running" not in metrics and "Interrupted" in metrics and "Elapsed" not in metrics
+    took = metrics["Took"]
+    time.sleep(1.5)
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Took"] == took
+    assert not any(m.value == "**Status:** running" for m in at.markdown)
+    at.switch_page("pages/front.py")
+    at.run()
+    assert not any("A search is running" in c.value for c in at.caption)
 
 
 # ----------------------------------------------------------------------------------------------- front page
 
 
-def test_front_page_counts_and_budget_sliders(workdir: Path) -> None:
+def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     report = _report()
     expected = charts.front_info(report)
     at = _app("front")
@@ -257,23 +327,78 @@ def test_front_page_counts_and_budget_sliders(workdir: Path) -> None:
     text = _text(at)
     assert f"{N_TRIALS} finished · **{expected.feasible} within budgets** · {len(expected.front)} on the front" in text
     assert "2 failed" in text
+    assert not [w for w in at.warning if "What-if budgets" in w.value]  # no override: no banner
     chart = at.get("plotly_chart")[0]
     spec = json.loads(chart.proto.spec)
     shown = sum(len(t["x"]) for t in spec["data"] if not t["name"].startswith(("knee", "open")))
     assert shown == N_TRIALS
     assert any(t["name"] == f"knee (trial {report.knee})" for t in spec["data"])
+    # A typed budget (not a 3.58-3580 slider), defaulting to the study's own, one decimal, no exponent.
+    box = at.number_input(key=state.budget_key(STUDY, "flash_kb"))
+    assert box.value == pytest.approx(report.budgets["flash_kb"]) and box.proto.format == "%.1f"
     # Tighten flash to the 5th smallest value: the feasible count drops to what rejudge says.
     flashes = sorted(r.figures["flash_kb"]["value"] for r in report.trials if r.figures)
-    limit = float(flashes[4])
-    slider = at.slider(key=f"budget_{STUDY}_flash_kb")
-    slider.set_value(limit).run()
-    tight = charts.front_info(charts.rejudge(report, {"flash_kb": slider.value}))
+    limit = round(float(flashes[4]), 1)
+    box.set_value(limit).run()
+    tight = charts.front_info(charts.rejudge(report, {"flash_kb": limit}))
     assert tight.feasible < expected.feasible
     assert f"**{tight.feasible} within budgets**" in _text(at)
-    assert at.session_state["budget_overrides"][STUDY]["flash_kb"] == pytest.approx(slider.value)
+    assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
+    banner = [w.value for w in at.warning if "What-if budgets active" in w.value]
+    assert banner and f"flash **{limit:,.1f} KiB** (study: {report.budgets['flash_kb']:,.1f} KiB)" in banner[0]
     at.selectbox(key="front_x").select("flash_kb").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KB)"
+    assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KiB)"
+    assert "flash_kb" not in at.selectbox(key="front_y").options  # never the same figure on both axes
+
+
+def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
+    """Issue 11 item 1: a what-if flash budget is the one every page judges by, shown on each, reset once."""
+    report = _report()
+    over = max((r for r in report.trials if r.feasible), key=lambda r: r.figures["flash_kb"]["value"])
+    limit = round(over.figures["flash_kb"]["value"] - 1.0, 1)  # this trial no longer fits
+    at = _app("front")
+    at.number_input(key=state.budget_key(STUDY, "flash_kb")).set_value(limit).run()
+    at.session_state["trial"] = over.number
+    for page in ("candidate", "export", "trials"):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert any("What-if budgets active" in w.value for w in at.warning), page
+        if page == "candidate":
+            assert f"### Trial {over.number} ·" in _text(at) and ":red-badge[over budget]" in _text(at)
+            figures = _frame(at, "figure")
+            flash = figures[figures["figure"] == "flash"].iloc[0]
+            assert (flash["budget"], flash["fits"]) == (f"{limit:,.1f}", "NO")
+        elif page == "export":
+            picker = at.selectbox(key="export_trial_choice")
+            assert "(over budget)" in picker.format_func(over.number)
+            assert any(f"Trial {over.number} is over budget (flash)" in w.value for w in at.warning)
+        else:
+            table = _frame(at, "trial")
+            assert table.set_index("trial").loc[over.number, "verdict"] == "over flash"
+    at.button(key="reset_budgets").click().run()
+    assert at.session_state["budget_overrides"].get(STUDY, {}) == {}
+    assert not [w for w in at.warning if "What-if budgets active" in w.value]
+    at.switch_page("pages/front.py")
+    at.run()
+    assert at.number_input(key=state.budget_key(STUDY, "flash_kb")).value == pytest.approx(report.budgets["flash_kb"])
+    assert not [w for w in at.warning if "What-if budgets active" in w.value]
+
+
+def test_front_axes_span_the_data_and_name_an_off_chart_budget(workdir: Path) -> None:
+    report = _report()
+    flashes = [r.figures["flash_kb"]["value"] for r in report.trials if r.figures]
+    report = charts.rejudge(report, {"flash_kb": 10 * max(flashes)})  # a budget far beyond every trial
+    info = charts.front_info(report, "flash_kb", "accuracy")
+    assert info.x_range[0] <= min(flashes) and max(flashes) <= info.x_range[1] < 1.2 * max(flashes)
+    assert info.off_chart == {"x": report.budgets["flash_kb"]}  # named at the edge, not squeezing the points
+    fig = charts.front_figure(info)
+    assert any("off the chart" in a.text for a in fig.layout.annotations)
+    wide = charts.front_info(report, "flash_kb", "accuracy", to_budget=True, log_x=True)
+    assert wide.x_range[1] >= report.budgets["flash_kb"] and wide.off_chart == {}
+    assert charts.front_figure(wide).layout.xaxis.type == "log"
+    with pytest.raises(Exception, match="two axes must show different figures"):
+        charts.front_info(report, "accuracy", "accuracy")
 
 
 def test_rejudge_matches_load_front(workdir: Path) -> None:
@@ -293,6 +418,94 @@ def test_front_open_button_goes_to_candidate(workdir: Path) -> None:
     at.button(key="front_open").click().run()
     assert at.session_state["trial"] == report.front[-1]
     assert at.title[0].value == "Candidate"
+
+
+def test_all_trials_table_filters_and_opens(workdir: Path) -> None:
+    report = _report()
+    table = tables.trials_table(report)
+    assert len(table) == len(report.trials) == N_TRIALS + 2
+    by_trial = table.set_index("trial")
+    failed = [r for r in report.trials if r.state == "FAIL"]
+    assert all(by_trial.loc[r.number, "verdict"].startswith("FAIL: ") for r in failed)
+    assert by_trial.loc[report.knee, "verdict"] == "★ knee (front)"
+    assert set(tables.filter_trials(table, "front")["trial"]) == set(report.front) | set(report.within_noise)
+    assert set(tables.filter_trials(table, "failed")["trial"]) == {r.number for r in failed}
+    assert (
+        "estimated ±" in by_trial.loc[report.knee, "kinds"]
+        and "accuracy measured" in by_trial.loc[report.knee, "kinds"]
+    )
+    at = _app("trials")
+    shown = _frame(at, "trial")
+    assert len(shown) == N_TRIALS + 2 and shown["accuracy"].dtype.kind == "f"  # numbers: the columns sort
+    at.radio(key="trials_show").set_value("failed").run()
+    assert set(_frame(at, "trial")["trial"]) == {r.number for r in failed}
+    at.radio(key="trials_show").set_value("all").run()
+    at.text_input(key="trials_text").input("int16x8").run()
+    assert set(_frame(at, "trial")["precision"]) == {"int16x8"}
+
+
+def test_cli_front_all_marks_the_front(workdir: Path) -> None:
+    from explorer.commands.front import render_report
+
+    report = _report()
+    text = render_report(report, all_trials=True)
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("trial  width"))
+    header, body = lines[start], lines[start + 2 : start + 2 + len(report.trials)]
+    assert "flash (budget 1,792.0 KiB)" in header and header.rstrip().endswith("front")
+    column = header.index("front", header.index("verdict"))
+    marks = {int(line.split()[0]): line[column:].strip() for line in body}
+    assert marks[report.knee] == "knee"
+    assert all(marks[n] == "yes" for n in report.front if n != report.knee)
+    assert "KB" not in text and "sizes in KiB (1 KiB = 1,024 bytes)" in text
+
+
+def test_analysis_page_uses_optuna_plots(workdir: Path) -> None:
+    from explorer.app import analysis
+
+    study = open_study(state.storage_url(), STUDY)
+    report = _report()
+    info = analysis.analysis_info(study)
+    assert info.objectives == tuple(report.objectives)
+    assert info.reference == tuple(0.0 if n == "accuracy" else report.budgets[n] for n in report.objectives)
+    assert {"width", "sparsity", "precision"} <= set(info.params) and info.can_rank_params
+    hv = analysis.hypervolume_figure(study, info)
+    last = float(hv.data[0].y[-1])
+    # Optuna's volume in objective units / the budget box = the front's hypervolume (same feasible set,
+    # up to the points merged as equal within error).
+    assert last / info.box == pytest.approx(report.hypervolume, rel=0.05)
+    assert list(hv.data[0].y) == sorted(hv.data[0].y)  # a history never loses volume
+    par = analysis.parallel_figure(study, info, "latency_ms")
+    axes = list(par.layout.xaxis.ticktext or [])  # optuna 5 draws the axes as scatter lines with tick labels
+    drawn = par.to_json()
+    assert all(name in drawn for name in ("latency p50 (ms)", "width", "sparsity", "precision")), axes
+    assert len(par.data) >= info.complete  # one line per finished trial (plus the axes)
+    at = _app("analysis")
+    titles = [h.value for h in at.subheader]
+    assert titles == ["Hypervolume over trials", "Parameter importance", "Parallel coordinates"]
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_deep_link_opens_the_same_candidate(workdir: Path) -> None:
+    from explorer.app.state import link_params
+
+    assert link_params({"study": "../x", "trial": "3; drop", "page": "evil"}) == {}
+    assert link_params({"study": STUDY, "trial": "7", "page": "Candidate"}) == {
+        "study": STUDY,
+        "trial": 7,
+        "page": "candidate",
+    }
+    report = _report()
+    number = report.front[-1]
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.query_params["study"] = STUDY
+    at.query_params["trial"] = str(number)
+    at.query_params["page"] = "candidate"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["study"] == STUDY and at.session_state["trial"] == number
+    assert at.title[0].value == "Candidate"
+    assert f"### Trial {number} ·" in _text(at)
 
 
 # ----------------------------------------------------------------------------------------------- candidate page
@@ -317,12 +530,34 @@ def test_candidate_page_figures_and_compare(workdir: Path) -> None:
     assert figures[figures["figure"] == "accuracy (deployed artifact)"].iloc[0]["kind"] == "measured"
     layers = _frame(at, "#")
     assert list(layers["op"]) == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    for share in ("MACs share", "weight share", "latency share"):
+        assert layers[share].sum() == pytest.approx(1.0)
+    assert layers["est. latency ms"].notna().all()  # an MCU target: the per-layer cost model
     assert any("flash saved on the board: **0 B**" in m.value for m in at.markdown)
     others = [n for n in report.front if n != report.knee][:2]
     at.multiselect(key="compare_choice").set_value([report.knee, *others]).run()
     table = at.dataframe[-1].value
     assert list(table.columns) == [f"trial {n}" for n in [report.knee, *others]]
     assert table.loc["precision", f"trial {report.knee}"] == knee.spec["precision"]
+    differ = tables.differing_rows(table)
+    assert "flash" in differ or "accuracy (deployed artifact)" in differ
+    assert all(table.loc[name].nunique() == 1 for name in table.index if name not in differ)
+    assert any(f"the {len(differ)} rows where the candidates differ" in c.value for c in at.caption)
+
+
+def test_layers_table_shows_every_layer_with_shares() -> None:
+    layers = [
+        {"index": i, "op": "CONV_2D", "macs": 1000 * (i + 1), "weight_params": 10, "weight_bytes": 10 * (i + 1)}
+        for i in range(12)
+    ]
+    mcu = {"runtime": "tflm", "core": "cortex-m4", "clock_mhz": 80.0}
+    table = tables.layers_table(layers, mcu)
+    assert len(table) == 12  # every layer, not the first 6
+    assert table["MACs share"].iloc[-1] == pytest.approx(12 / 78)
+    assert table["weight share"].sum() == pytest.approx(1.0)
+    assert (table["est. latency ms"] > 0).all() and table["latency share"].sum() == pytest.approx(1.0)
+    linux = tables.layers_table(layers, {"runtime": "onnxruntime", "core": "cortex-a72", "clock_mhz": 1500.0})
+    assert linux["est. latency ms"].isna().all()
 
 
 def test_candidate_page_with_no_study(empty_workdir: Path) -> None:

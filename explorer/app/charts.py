@@ -3,9 +3,11 @@
 - :func:`rejudge`: a study's :class:`~search.front.FrontReport` judged again against other budgets
   (the Pareto page's sliders): verdicts, feasible set, front, knee and hypervolume, from the stored
   figures only (nothing is re-run or re-read).
-- :func:`front_info` -> :class:`FrontInfo` (points on two chosen axes, budget lines, knee) and
-  :func:`front_figure` draws it: colour = precision, marker size = sparsity, filled = feasible,
-  open and faded = over a budget, black ring = on the feasible Pareto front, gold star = knee.
+- :func:`front_info` -> :class:`FrontInfo` (points on two chosen axes, budget lines, knee, axis
+  ranges: the data's range by default, a budget outside it named at the edge; or up to the
+  budgets; linear or log) and :func:`front_figure` draws it: colour = precision, marker size =
+  sparsity, filled = feasible, open and faded = over a budget, black ring = on the feasible
+  Pareto front, gold star = knee.
 - :func:`budget_bars` -> :class:`BudgetBar` per budget and :func:`budget_figure`: one candidate's
   flash, SRAM and latency as a share of each budget, with the budget line at 100 %.
 """
@@ -13,9 +15,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from explorer.app.state import display_unit
+from search.errors import ConfigError
 from search.front import FrontReport, TrialRow, judge_front
 from search.result import BUDGETS
 from search.targets import Target
@@ -27,8 +31,8 @@ if TYPE_CHECKING:
 AXES: dict[str, str] = {
     "accuracy": "Accuracy of the deployed model",
     "latency_ms": "Latency p50 (ms)",
-    "flash_kb": "Flash (KB)",
-    "sram_kb": "SRAM (KB)",
+    "flash_kb": "Flash (KiB)",
+    "sram_kb": "SRAM (KiB)",
 }
 #: Budgeted figures (flash_kb, sram_kb, latency_ms) and the budget's short name.
 BUDGET_NAMES: dict[str, str] = {figure: budget for budget, figure in BUDGETS.items()}
@@ -105,6 +109,11 @@ class FrontInfo:
     failed: int
     running: int
     hypervolume: float
+    x_range: tuple[float, float] = (0.0, 1.0)  # in data units (log axes: still data units)
+    y_range: tuple[float, float] = (0.0, 1.0)
+    log_x: bool = False
+    log_y: bool = False
+    off_chart: dict[str, float] = field(default_factory=dict)  # axis -> budget outside the shown range
 
     def point(self, number: int) -> FrontPoint:
         for p in self.points:
@@ -115,7 +124,11 @@ class FrontInfo:
 
 def _fmt_figure(name: str, fig: Mapping[str, Any]) -> str:
     value = float(fig["value"])
-    text = f"{value * 100:.1f}%" if name in ("accuracy", "keras_accuracy") else f"{value:,.1f} {fig.get('unit', '')}"
+    text = (
+        f"{value * 100:.1f}%"
+        if name in ("accuracy", "keras_accuracy")
+        else f"{value:,.1f} {display_unit(str(fig.get('unit', '')))}"
+    )
     extra = f", ±{fig['error_pct']:.0f}%" if fig.get("error_pct") is not None else ""
     return f"{text} ({fig.get('kind', '?')}{extra})"
 
@@ -137,11 +150,45 @@ def _spec_value(row: TrialRow, key: str, default: Any) -> Any:
     return row.spec.get(key, default)
 
 
-def front_info(report: FrontReport, x: str = "latency_ms", y: str = "accuracy") -> FrontInfo:
-    """The points of every finished trial on axes ``x`` and ``y`` (keys of :data:`AXES`)."""
+def _axis_range(
+    name: str, values: list[float], budget: float | None, to_budget: bool, log: bool
+) -> tuple[tuple[float, float], float | None]:
+    """The shown range of one axis and the budget when it lies outside that range."""
+    if not values:
+        return (0.0, 1.0), None
+    low, high = min(values), max(values)
+    if budget is not None and to_budget:
+        low, high = min(low, budget), max(high, budget)
+    if log:
+        shown = (max(low / 1.15, 1e-9), high * 1.15)
+    elif name == "accuracy":
+        shown = (max(0.0, low - 0.03), min(1.0, high + 0.03) if high < 0.995 else 1.005)
+    else:
+        pad = (high - low) * 0.06 or abs(high) * 0.05 or 1.0
+        shown = (low - pad, high + pad)
+    off = budget if budget is not None and not shown[0] <= budget <= shown[1] else None
+    return shown, off
+
+
+def front_info(
+    report: FrontReport,
+    x: str = "latency_ms",
+    y: str = "accuracy",
+    *,
+    to_budget: bool = False,
+    log_x: bool = False,
+    log_y: bool = False,
+) -> FrontInfo:
+    """The points of every finished trial on axes ``x`` and ``y`` (two different keys of :data:`AXES`).
+
+    Axes span the data (``to_budget``: up to the budgets); a budget outside the shown range is
+    listed in ``off_chart`` so the figure names it at the edge instead of squeezing the points.
+    """
     for axis in (x, y):
         if axis not in AXES:
-            raise KeyError(f"unknown axis '{axis}'; expected one of: {', '.join(AXES)}")
+            raise ConfigError(f"unknown axis '{axis}'; expected one of: {', '.join(AXES)}")
+    if x == y:
+        raise ConfigError(f"the two axes must show different figures, got '{x}' twice")
     front = set(report.front)
     points: list[FrontPoint] = []
     for row in report.trials:
@@ -167,6 +214,9 @@ def front_info(report: FrontReport, x: str = "latency_ms", y: str = "accuracy") 
         )
     lines = {axis: report.budgets[name] for axis, name in (("x", x), ("y", y)) if name in report.budgets}
     states = [r.state for r in report.trials]
+    x_range, x_off = _axis_range(x, [p.x for p in points], lines.get("x"), to_budget, log_x)
+    y_range, y_off = _axis_range(y, [p.y for p in points], lines.get("y"), to_budget, log_y)
+    off = {axis: v for axis, v in (("x", x_off), ("y", y_off)) if v is not None}
     return FrontInfo(
         study_name=report.study_name,
         x=x,
@@ -180,6 +230,11 @@ def front_info(report: FrontReport, x: str = "latency_ms", y: str = "accuracy") 
         failed=states.count("FAIL"),
         running=states.count("RUNNING"),
         hypervolume=report.hypervolume,
+        x_range=x_range,
+        y_range=y_range,
+        log_x=log_x,
+        log_y=log_y,
+        off_chart=off,
     )
 
 
@@ -255,30 +310,45 @@ def front_figure(info: FrontInfo, selected: int | None = None) -> go.Figure:
             )
     for axis, value in info.budget_lines.items():
         name = info.x if axis == "x" else info.y
-        label = f"{FIGURE_LABELS[name]} budget {value:,.0f} {'ms' if name == 'latency_ms' else 'KB'}"
+        unit = "ms" if name == "latency_ms" else "KiB"
+        label = f"{FIGURE_LABELS[name]} budget {value:,.1f} {unit}"
+        if axis in info.off_chart:
+            beyond = value > (info.x_range if axis == "x" else info.y_range)[1]
+            where = ("→ right" if beyond else "← left") if axis == "x" else ("↑ above" if beyond else "↓ below")
+            fig.add_annotation(
+                xref="paper",
+                yref="paper",
+                x=1.0 if axis == "x" else 0.0,
+                y=1.06 if axis == "x" else 1.12,
+                xanchor="right" if axis == "x" else "left",
+                text=f"{label}: off the chart ({where}); tick 'Up to the budgets' to show it",
+                showarrow=False,
+                font={"color": "#d62728", "size": 12},
+            )
+            continue
         style = {"line_dash": "dash", "line_color": "#d62728", "annotation_text": label}
         if axis == "x":
             fig.add_vline(x=value, annotation_position="top left", **style)
         else:
             fig.add_hline(y=value, annotation_position="bottom right", **style)
     fig.update_layout(
-        xaxis_title=AXES[info.x],
-        yaxis_title=AXES[info.y],
+        xaxis_title=AXES[info.x] + (" (log)" if info.log_x else ""),
+        yaxis_title=AXES[info.y] + (" (log)" if info.log_y else ""),
         legend_title_text="precision (size = sparsity)",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         height=520,
     )
-    for axis, name, values in (
-        ("xaxis", info.x, [p.x for p in info.points]),
-        ("yaxis", info.y, [p.y for p in info.points]),
+    import math
+
+    for axis, name, shown, log in (
+        ("xaxis", info.x, info.x_range, info.log_x),
+        ("yaxis", info.y, info.y_range, info.log_y),
     ):
-        if name == "accuracy" and values:
-            low, high = max(0.0, min(values) - 0.05), min(1.05, max(values) + 0.05)
-            fig.update_layout({axis: {"tickformat": ".0%", "range": [low, high]}})
-        elif values:  # costs start at 0 and the budget line stays in view
-            limit = info.budget_lines.get(axis[0], 0.0)
-            top = max(max(values), limit) * 1.08
-            fig.update_layout({axis: {"range": [-0.03 * top, top]}})
+        layout: dict[str, Any] = {"type": "log" if log else "linear"}
+        layout["range"] = [math.log10(shown[0]), math.log10(shown[1])] if log else list(shown)
+        if name == "accuracy":
+            layout["tickformat"] = ".0%"
+        fig.update_layout({axis: layout})
     return fig
 
 
@@ -317,7 +387,7 @@ def budget_bars(figures: Mapping[str, Mapping[str, Any]], budgets: Mapping[str, 
                 label=FIGURE_LABELS[key],
                 value=value,
                 limit=limit,
-                unit=str(fig.get("unit", "")),
+                unit=display_unit(str(fig.get("unit", ""))),
                 kind=str(fig.get("kind", "?")),
                 fits=value <= limit,
             )

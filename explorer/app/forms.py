@@ -74,7 +74,7 @@ def check_budgets(target: Target, flash_kb: float, sram_kb: float, latency_ms: f
         ("SRAM budget", sram_kb, target.sram_kb),
         ("latency budget", latency_ms, MAX_LATENCY_BUDGET_MS),
     ):
-        unit = "ms" if label.startswith("latency") else "KB"
+        unit = "ms" if label.startswith("latency") else "KiB"
         if not 0 < value <= most:
             raise ConfigError(
                 f"{label} must be > 0 and <= {most:g} {unit} ({target.name} has {most:g} {unit}), got {value:g} {unit}"
@@ -187,3 +187,128 @@ def save_upload(name: str, data: bytes) -> Path:
         path.unlink(missing_ok=True)
         raise
     return path
+
+
+#: Whole-number fields of the Run section: label -> (lowest, highest).
+RUN_LIMITS: dict[str, tuple[int, int]] = {
+    "trials": (1, MAX_TRIALS),
+    "workers": (1, MAX_WORKERS),
+    "epochs": (1, MAX_EPOCHS),
+    "fine-tune epochs": (0, MAX_EPOCHS),
+    "seed": (0, 2**31 - 1),
+}
+
+
+def number_problems(values: dict[str, float]) -> list[str]:
+    """What is wrong with the form's typed numbers (``values``: label -> value), one sentence each.
+
+    The inputs take any number (a bounded Streamlit input keeps its old value when a typed one is
+    out of range, and the launch would silently use it); this says what is wrong, before Launch.
+    """
+    problems = []
+    for label, (low, high) in RUN_LIMITS.items():
+        if label not in values:
+            continue
+        value = values[label]
+        if value != int(value) or not low <= value <= high:
+            problems.append(f"{label} must be a whole number from {low:,} to {high:,}, got {value:g}")
+    for label in ("width min", "width max"):
+        if label in values and not 0 < values[label] <= 4.0:
+            problems.append(f"{label} must be > 0 and <= 4, got {values[label]:g}")
+    for label in ("sparsity min", "sparsity max"):
+        if label in values and not 0 <= values[label] < 1.0:
+            problems.append(f"{label} must be >= 0 and < 1, got {values[label]:g}")
+    for label in ("width step", "sparsity step"):
+        if label in values and values[label] < 0:
+            problems.append(f"{label} must be >= 0 (0 = continuous), got {values[label]:g}")
+    return problems
+
+
+_FLAGS = {
+    "--trials": "f_trials",
+    "--workers": "f_workers",
+    "--epochs": "f_epochs",
+    "--finetune-epochs": "f_finetune",
+    "--seed": "f_seed",
+    "--sampler": "f_sampler",
+    "--family": "f_family",
+    "--width-min": "f_wmin",
+    "--width-max": "f_wmax",
+    "--width-step": "f_wstep",
+    "--sparsity-min": "f_smin",
+    "--sparsity-max": "f_smax",
+    "--sparsity-step": "f_sstep",
+}
+_INTS = {"f_trials", "f_workers", "f_epochs", "f_finetune", "f_seed"}
+
+
+def widgets_from_argv(argv: list[str], targets: dict[str, Target]) -> dict[str, object]:
+    """The Search form's widget values (session keys) that reproduce a recorded ``tinyfront search`` command.
+
+    Used after a reload so the form shows the running search's settings. Flags this form does
+    not have are ignored; an unknown target gives {}.
+    """
+    opts: dict[str, str] = {}
+    for i, word in enumerate(argv):
+        if word.startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            opts[word] = argv[i + 1]
+    target = targets.get(opts.get("--target", ""))
+    if target is None:
+        return {}
+    family = opts.get("--family", "mobilenet_v1")
+    out: dict[str, object] = {"f_target": target.name}
+    for flag, key in _FLAGS.items():
+        if flag in opts:
+            out[key] = (
+                int(opts[flag])
+                if key in _INTS
+                else (opts[flag] if key in ("f_sampler", "f_family") else float(opts[flag]))
+            )
+    out[f"f_study_{target.name}_{family}"] = opts.get("--study", "")
+    out[f"f_flash_{target.name}"] = float(opts.get("--flash-budget", target.flash_budget_kb))
+    out[f"f_sram_{target.name}"] = float(opts.get("--sram-budget", target.sram_budget_kb))
+    out[f"f_latency_{target.name}"] = float(opts.get("--latency-budget", target.latency_budget_ms))
+    if "--precisions" in opts:
+        out[f"f_prec_{target.runtime}"] = opts["--precisions"].split(",")
+    if "--objectives" in opts:
+        out["f_obj"] = opts["--objectives"].split(",")
+    if "--data" in opts:
+        out["f_data_kind"] = "path"
+        data = Path(opts["--data"])
+        out["f_data_path"] = str(data.relative_to(workdir())) if data.is_relative_to(workdir()) else str(data)
+    return out
+
+
+def duration_estimate(storage: str, study: str, trials: int, workers: int) -> tuple[float, str] | None:
+    """Seconds the search will take, and from what: the study's own finished trials when resuming,
+    else the finished trials of the other studies in ``storage``; None when nothing has finished yet."""
+    import statistics
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from explorer.app.state import list_studies
+    from search.storage import make_storage
+
+    names = list_studies(storage)
+    if not names:
+        return None
+    st = make_storage(storage)
+
+    def times(name: str) -> list[float]:
+        loaded = optuna.load_study(study_name=name, storage=st)
+        return [
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.datetime_start and t.datetime_complete and not t.user_attrs.get("duplicate_of")
+        ]
+
+    own = times(study) if study in names else []
+    source = f"median of this study's {len(own)} finished trials"
+    if not own:
+        own = [s for n in names[:5] if n != study for s in times(n)]
+        source = f"median of {len(own)} finished trials of other studies here (other settings: a rough guide)"
+    if not own:
+        return None
+    per_trial = statistics.median(own)
+    return per_trial * trials / max(1, workers), f"{source}: {per_trial:,.0f} s per trial"

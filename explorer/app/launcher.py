@@ -34,7 +34,12 @@ from search.storage import display_url
 
 #: What a run can be: still going, ended with status 0, ended otherwise, stopped from the app.
 STATUSES = ("running", "finished", "failed", "stopped")
-_NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages|.*cuda|.*oneDNN|.*cpu_feature_guard|.*AVX)")
+_NOISE = re.compile(
+    r"^([IWEF]\d{4} |WARNING: All log messages|WARNING:absl|INFO:absl|.*cuda|.*cuDNN|.*cuBLAS|.*cuFFT|.*oneDNN|"
+    r".*cpu_feature_guard|.*AVX|.*TF-TRT|.*computation_placer|.*rebuild TensorFlow|To enable the following|"
+    r".*tensorflow/core/|.*Unable to register|.*absl::InitializeLog)",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -183,7 +188,8 @@ def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_s
     rc = runs / f"{study}.rc"
     rc.unlink(missing_ok=True)
     command = [sys.executable, "-m", "explorer.cli", *argv]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) stays out of the log the app shows.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "ERROR"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(rc), *command],
@@ -251,6 +257,18 @@ def _in_group(pid: int, pgid: int) -> bool:
     return fields[0] != "Z" and int(fields[2]) == pgid
 
 
+def ended_at(record: RunRecord) -> float | None:
+    """When ``record``'s search ended (its exit-status file, else its log's last write); None while it runs."""
+    if pid_alive(record.pid):
+        return None
+    for path in (record.rc_path, Path(record.log)):
+        try:
+            return max(path.stat().st_mtime, record.started)
+        except OSError:
+            continue
+    return None
+
+
 def log_excerpt(path: str | Path, lines: int = 25) -> str:
     """The last ``lines`` meaningful lines of a search log (TensorFlow's start-up noise and bar redraws dropped)."""
     try:
@@ -287,7 +305,8 @@ def study_progress(storage: str, study: str, record: RunRecord | None, total: in
         t.state == TrialState.COMPLETE and bool(t.constraints) and all(v <= 0 for v in t.constraints.values())
         for t in trials
     )
-    elapsed = time.time() - record.started if record else 0.0
+    end = ended_at(record) if record is not None and not pid_alive(record.pid) else None
+    elapsed = (end or time.time()) - record.started if record else 0.0
     eta: float | None = None
     if record is not None:
         new = done - record.done_at_start

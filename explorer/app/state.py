@@ -9,17 +9,22 @@ Everything the app reads or writes lives in one working folder (``TINYFRONT_WORK
 
 Paths typed in the browser go through :func:`inside_workdir`, study names through
 :func:`check_study_name`; both raise :class:`~search.errors.ConfigError` saying what to fix.
-Session state is initialised in one place, :func:`init_session`.
+Session state is initialised in one place, :func:`init_session`. The what-if budgets live in one
+place too, ``session["budget_overrides"][study]`` (only the budgets that differ from the study's),
+read by every page through :func:`budget_overrides` and changed only by :func:`set_budget` and
+:func:`clear_budgets`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explorer.report import display_unit as display_unit  # the one spelling of units, re-exported
 from search.errors import ConfigError
 
 WORKDIR_ENV = "TINYFRONT_WORKDIR"
@@ -33,8 +38,47 @@ SESSION_DEFAULTS: dict[str, Any] = {
     "study": None,  # the study every page shows
     "trial": None,  # the trial the Candidate and Export pages open
     "compare": [],  # trials compared side by side on the Candidate page
-    "budget_overrides": {},  # study -> {"flash_kb": .., "sram_kb": .., "latency_ms": ..} from the front sliders
+    "budget_overrides": {},  # study -> {"flash_kb": .., "sram_kb": .., "latency_ms": ..}: what-if budgets
 }
+#: Budget keys in display order, with their label and unit.
+BUDGET_FIELDS: dict[str, tuple[str, str]] = {
+    "flash_kb": ("Flash", "KiB"),
+    "sram_kb": ("SRAM", "KiB"),
+    "latency_ms": ("Latency", "ms"),
+}
+
+
+def budget_key(study: str, key: str) -> str:
+    """The session key of the what-if input of ``key`` (flash_kb, sram_kb, latency_ms) for ``study``."""
+    return f"budget_{study}_{key}"
+
+
+def budget_overrides(session: MutableMapping[str, Any], study: str) -> dict[str, float]:
+    """The what-if budgets of ``study`` in this browser session (empty when none is active)."""
+    return dict(session.get("budget_overrides", {}).get(study, {}))
+
+
+def set_budget(session: MutableMapping[str, Any], study: str, key: str, value: float, own: float) -> None:
+    """Override ``study``'s budget ``key`` with ``value``; the study's own value ``own`` removes the override."""
+    if key not in BUDGET_FIELDS:
+        raise ConfigError(f"unknown budget '{key}'; expected one of: {', '.join(BUDGET_FIELDS)}")
+    if not value > 0:
+        raise ConfigError(f"{BUDGET_FIELDS[key][0].lower()} budget must be > 0 {BUDGET_FIELDS[key][1]}, got {value:g}")
+    overrides = session.setdefault("budget_overrides", {})
+    mine = dict(overrides.get(study, {}))
+    if abs(value - own) <= 1e-9 * max(1.0, abs(own)):
+        mine.pop(key, None)
+    else:
+        mine[key] = float(value)
+    overrides[study] = mine
+
+
+def clear_budgets(session: MutableMapping[str, Any], study: str, own: dict[str, float]) -> None:
+    """Drop ``study``'s what-if budgets and put its inputs back to the study's own budgets ``own``."""
+    session.setdefault("budget_overrides", {}).pop(study, None)
+    for key in BUDGET_FIELDS:
+        if key in own:
+            session[budget_key(study, key)] = float(own[key])
 
 
 def workdir() -> Path:
@@ -95,8 +139,17 @@ def init_session(session: MutableMapping[str, Any]) -> None:
             session[key] = default.copy() if isinstance(default, dict | list) else default
 
 
-def list_studies(storage: str) -> list[str]:
-    """Names of the studies in ``storage``, newest first; [] when the SQLite file does not exist yet."""
+@dataclass(frozen=True)
+class StudySummary:
+    """What the study picker says about a study: trials so far and when it started."""
+
+    name: str
+    trials: int
+    started: str  # "YYYY-MM-DD HH:MM" (local time), "" when no trial ran yet
+
+
+def study_summaries(storage: str) -> list[StudySummary]:
+    """The studies in ``storage``, newest first; [] when the SQLite file does not exist yet."""
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
         return []
     import optuna
@@ -106,10 +159,39 @@ def list_studies(storage: str) -> list[str]:
 
     summaries = optuna.get_all_study_summaries(make_storage(storage), include_best_trial=False)
     summaries.sort(key=lambda s: getattr(s, "_study_id", 0), reverse=True)
-    names = []
+    out = []
     for s in summaries:  # names read back from storage are validated like typed ones; others are not shown
         try:
-            names.append(check(s.study_name))
+            name = check(s.study_name)
         except ConfigError:
             continue
-    return names
+        started = s.datetime_start.strftime("%Y-%m-%d %H:%M") if s.datetime_start else ""
+        out.append(StudySummary(name, int(s.n_trials), started))
+    return out
+
+
+def list_studies(storage: str) -> list[str]:
+    """Names of the studies in ``storage``, newest first; [] when the SQLite file does not exist yet."""
+    return [s.name for s in study_summaries(storage)]
+
+
+def link_params(params: Mapping[str, str]) -> dict[str, Any]:
+    """``?study=..&trial=..&page=..`` of a deep link, checked: ``{"study": str, "trial": int, "page": str}``.
+
+    Anything that does not pass the name rule, is not a whole number or names no page is left out
+    (a link is user input).
+    """
+    out: dict[str, Any] = {}
+    study = str(params.get("study", "")).strip()
+    if study:
+        try:
+            out["study"] = check_study_name(study)
+        except ConfigError:
+            pass
+    trial = str(params.get("trial", "")).strip()
+    if trial.isdigit() and len(trial) < 9:
+        out["trial"] = int(trial)
+    page = str(params.get("page", "")).strip().lower()
+    if page in ("search", "front", "candidate", "export", "trials", "analysis"):
+        out["page"] = page
+    return out

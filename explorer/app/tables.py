@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from search.front import TrialRow
+from explorer.app.state import display_unit
+from search.front import FrontReport, TrialRow
 from search.result import BUDGETS
 
 #: Figures in the order the page lists them, with readable names.
@@ -38,7 +39,7 @@ def fmt_value(name: str, fig: Mapping[str, Any]) -> str:
         return f"{value * 100:.2f} %"
     if fig.get("unit") == "B":
         return f"{value:,.0f} B"
-    return f"{value:,.2f} {fig.get('unit', '')}".strip()
+    return f"{value:,.2f} {display_unit(str(fig.get('unit', '')))}".strip()
 
 
 def fmt_kind(fig: Mapping[str, Any]) -> str:
@@ -68,23 +69,69 @@ def figures_table(figures: Mapping[str, Mapping[str, Any]], budgets: Mapping[str
     return pd.DataFrame(rows, columns=["figure", "value", "kind", "budget", "fits", "how"])
 
 
-def layers_table(layers: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Per-layer table: op, MACs, weights (count and bytes), activation bytes, output shape."""
-    rows = [
-        {
-            "#": layer.get("index", i),
-            "op": layer.get("op", "?"),
-            "MACs": int(layer.get("macs", 0)),
-            "weights": int(layer.get("weight_params", 0)),
-            "weight bytes": int(layer["weight_bytes"]) if "weight_bytes" in layer else None,
-            "activation bytes": int(layer["activation_bytes"]) if "activation_bytes" in layer else None,
-            "output shape": "x".join(str(d) for d in layer.get("output_shape", [])),
-        }
-        for i, layer in enumerate(layers)
-    ]
-    return pd.DataFrame(
-        rows, columns=["#", "op", "MACs", "weights", "weight bytes", "activation bytes", "output shape"]
-    )
+def layer_latency_ms(layers: Sequence[Mapping[str, Any]], target: Mapping[str, Any]) -> list[float] | None:
+    """Each layer's share of the board latency as the per-layer cost model estimates it (ms), or None
+    when the target's latency is not modelled per layer (a Linux board timed on this host)."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from search.errors import TinyfrontError
+    from search.latency_model import core_coefficients, estimate_cycles
+    from search.tflite_graph import GraphInfo, Layer
+
+    if target.get("runtime") != "tflm" or not float(target.get("clock_mhz", 0)) > 0:
+        return None
+    try:
+        _, coefficients = core_coefficients(str(target.get("core", "")))
+    except TinyfrontError:
+        return None
+    out = []
+    for i, layer in enumerate(layers):
+        one = Layer(
+            index=int(layer.get("index", i)),
+            op=str(layer.get("op", "?")),
+            macs=int(layer.get("macs", 0)),
+            weight_params=int(layer.get("weight_params", 0)),
+            weight_bytes=int(layer.get("weight_bytes", 0)),
+            activation_bytes=int(layer.get("activation_bytes", 0)),
+            output_shape=tuple(layer.get("output_shape", ())),
+        )
+        graph = cast(GraphInfo, SimpleNamespace(layers=(one,)))  # estimate_cycles reads .layers only
+        out.append(estimate_cycles(graph, coefficients) / (float(target["clock_mhz"]) * 1000.0))
+    return out
+
+
+def _share(values: Sequence[float]) -> list[float]:
+    total = float(sum(values))
+    return [float(v) / total if total > 0 else 0.0 for v in values]
+
+
+def layers_table(layers: Sequence[Mapping[str, Any]], target: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Every layer: op, MACs, weights (count and bytes), activation bytes, output shape, and each layer's
+    share of the MACs, of the weight bytes and (MCU targets) of the estimated latency."""
+    macs = [int(layer.get("macs", 0)) for layer in layers]
+    weight_bytes = [int(layer.get("weight_bytes", 0)) for layer in layers]
+    latency = layer_latency_ms(layers, target) if target is not None else None
+    rows = []
+    for i, layer in enumerate(layers):
+        rows.append(
+            {
+                "#": layer.get("index", i),
+                "op": layer.get("op", "?"),
+                "MACs": macs[i],
+                "MACs share": _share(macs)[i],
+                "weights": int(layer.get("weight_params", 0)),
+                "weight bytes": int(layer["weight_bytes"]) if "weight_bytes" in layer else None,
+                "weight share": _share(weight_bytes)[i],
+                "activation bytes": int(layer["activation_bytes"]) if "activation_bytes" in layer else None,
+                "est. latency ms": latency[i] if latency is not None else None,
+                "latency share": _share(latency)[i] if latency is not None else None,
+                "output shape": "x".join(str(d) for d in layer.get("output_shape", [])),
+            }
+        )
+    columns = ["#", "op", "MACs", "MACs share", "weights", "weight bytes", "weight share", "activation bytes"]
+    columns += ["est. latency ms", "latency share", "output shape"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def sparsity_rows(sparsity: Mapping[str, Any]) -> dict[str, str]:
@@ -119,3 +166,81 @@ def compare_table(rows: Sequence[TrialRow], budgets: Mapping[str, float]) -> pd.
             col.append(f"{fmt_value(n, fig)} ({fmt_kind(fig)})" if fig else "-")
         data[f"trial {row.number}"] = col
     return pd.DataFrame(data, index=index)
+
+
+def differing_rows(table: pd.DataFrame) -> list[str]:
+    """Rows of :func:`compare_table` whose cells are not all the same: what the comparison is about."""
+    return [str(name) for name, row in table.iterrows() if row.astype(str).nunique() > 1]
+
+
+def verdict(row: TrialRow, report: FrontReport) -> str:
+    """One trial's standing: knee / front / equal within error to a front trial / fits / over / failed / running."""
+    if row.state == "FAIL":
+        return "FAIL: " + (row.fail_reason or "no reason recorded")
+    if row.state != "COMPLETE" or not row.figures:
+        return row.state.lower()
+    if row.number == report.knee:
+        return "★ knee (front)"
+    if row.number in report.front:
+        return "front"
+    if row.number in report.within_noise:
+        return f"≈ front (equal to #{report.within_noise[row.number]} within error)"
+    if row.duplicate_of is not None:
+        return f"duplicate of #{row.duplicate_of}"
+    if row.feasible:
+        return "fits"
+    return "over " + ", ".join(b for b, ok in row.verdicts.items() if not ok)
+
+
+#: Figures of the all-trials table: key -> column title (numbers, so the columns sort).
+TRIAL_COLUMNS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "latency_ms": "latency p50 (ms)",
+    "flash_kb": "flash (KiB)",
+    "sram_kb": "SRAM (KiB)",
+}
+
+
+def trials_table(report: FrontReport) -> pd.DataFrame:
+    """Every trial, one row each: settings, figures as numbers, each figure's kind, and its verdict."""
+    rows = []
+    for r in report.trials:
+        spec = r.spec or r.params
+        rec: dict[str, Any] = {
+            "trial": r.number,
+            "state": r.state,
+            "verdict": verdict(r, report),
+            "precision": spec.get("precision"),
+            "width": float(spec["width"]) if "width" in spec else None,
+            "sparsity": float(spec["sparsity"]) if "sparsity" in spec else None,
+        }
+        kinds = []
+        for key, title in TRIAL_COLUMNS.items():
+            fig = r.figures.get(key)
+            rec[title] = float(fig["value"]) if fig else None
+            if fig:
+                kinds.append(f"{FIGURE_NAMES.get(key, key).split(' (')[0]} {fmt_kind(fig)}")
+        rec["kinds"] = "; ".join(kinds)
+        rows.append(rec)
+    columns = ["trial", "state", "verdict", "precision", "width", "sparsity", *TRIAL_COLUMNS.values(), "kinds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def filter_trials(table: pd.DataFrame, show: str, text: str = "") -> pd.DataFrame:
+    """Rows of :func:`trials_table` to show: ``show`` in all / front / fits / over / failed; ``text`` in any cell."""
+    verdicts = table["verdict"].astype(str)
+    keep = {
+        "all": verdicts == verdicts,
+        "front": verdicts.str.contains("front"),
+        "fits": table["state"].eq("COMPLETE") & ~verdicts.str.startswith("over"),
+        "over": verdicts.str.startswith("over"),
+        "failed": table["state"].eq("FAIL"),
+    }
+    if show not in keep:
+        raise KeyError(f"unknown filter '{show}'; expected one of: {', '.join(keep)}")
+    out = table[keep[show]]
+    needle = text.strip().lower()
+    if needle:
+        hit = out.astype(str).apply(lambda col: col.str.lower().str.contains(needle, regex=False))
+        out = out[hit.any(axis=1)]
+    return out

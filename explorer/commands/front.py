@@ -10,6 +10,7 @@ import json
 import sys
 
 from explorer.commands._args import study_name
+from explorer.report import display_unit
 from explorer.table import format_table
 from search.figures import Figure
 from search.front import FrontReport, TrialRow
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 def _figure_cell(row: TrialRow, key: str) -> str:
     if key not in row.figures:
         return "-"
-    fig = Figure.from_dict(row.figures[key])
+    fig = Figure.from_dict({**row.figures[key], "unit": display_unit(str(row.figures[key].get("unit", "")))})
     if key == "accuracy":
         return f"{fig.value * 100:.1f}% ({fig.kind})"
     return fig.label()
@@ -58,6 +59,19 @@ def _verdict_cell(row: TrialRow) -> str:
         return row.state.lower()
     over = [b for b, ok in row.verdicts.items() if not ok]
     return "fits" if not over else "over " + "+".join(over)
+
+
+def _front_cell(report: FrontReport, row: TrialRow) -> str:
+    """Where ``row`` stands on the feasible front: knee, on it, equal within error to a front trial, or not."""
+    if row.number == report.knee:
+        return "knee"
+    if row.number in report.front:
+        return "yes"
+    if row.number in report.within_noise:
+        return f"~{report.within_noise[row.number]} (within error)"
+    if row.duplicate_of is not None:
+        return f"dup of {row.duplicate_of}"
+    return ""
 
 
 def _param(row: TrialRow, name: str) -> str:
@@ -74,22 +88,23 @@ def render_table(report: FrontReport, rows: list[TrialRow]) -> str:
         "sparsity",
         "precision",
         "accuracy",
-        f"latency (budget {b['latency_ms']:g} ms)",
-        f"flash (budget {b['flash_kb']:g} KB)",
-        f"SRAM (budget {b['sram_kb']:g} KB)",
+        f"latency (budget {b['latency_ms']:,.1f} ms)",
+        f"flash (budget {b['flash_kb']:,.1f} KiB)",
+        f"SRAM (budget {b['sram_kb']:,.1f} KiB)",
         "verdict",
+        "front",
     ]
     body = []
     for r in rows:
-        mark = " knee" if r.number == report.knee else ""
         body.append(
             [
-                f"{r.number}{mark}",
+                str(r.number),
                 _param(r, "width"),
                 _param(r, "sparsity"),
                 _param(r, "precision"),
                 *(_figure_cell(r, key) for key, _ in _FIGURES),
                 _verdict_cell(r),
+                _front_cell(report, r),
             ]
         )
     return format_table(headers, body)
@@ -119,9 +134,15 @@ def render_report(report: FrontReport, *, all_trials: bool = False) -> str:
         lines.append("")
         lines.append(render_table(report, rows))
     lines.append("")
+    if report.within_noise:
+        merged = ", ".join(f"{a} ~ {b}" for a, b in sorted(report.within_noise.items()))
+        lines.append(f"left off the front as equal within measurement error to a front trial: {merged}")
     if report.knee is not None:
-        lines.append(f"knee: trial {report.knee} (farthest from the plane through the front's extremes)")
+        lines.append(
+            f"knee: trial {report.knee} (nearest the front's ideal point with each cost in units of its budget)"
+        )
     lines.append(f"hypervolume: {report.hypervolume:.4f} of the budget box (accuracy 0-100% x each cost 0-budget)")
+    lines.append("sizes in KiB (1 KiB = 1,024 bytes)")
     failed = [r for r in report.trials if r.fail_reason]
     if failed and (all_trials or len(failed) <= 5):
         lines.append("")

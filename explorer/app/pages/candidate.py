@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from explorer.app import charts, tables, ui
 
 ui.setup()
 st.title("Candidate")
+ui.what_if_banner()
 study = ui.require_study()
-with ui.boundary():
-    report = charts.rejudge(ui.load_report(study), st.session_state["budget_overrides"].get(study, {}))
+report = ui.report_or_wait(study)  # judged against the session's budgets (what-if ones when active)
+if report is None:
+    st.stop()
 number = ui.trial_picker(report)
 if number is None:
     st.stop()
@@ -80,7 +83,26 @@ with right:
     st.markdown("**Layers of the deployed model**")
     layers = result.layers if result is not None else []
     if layers:
-        st.dataframe(tables.layers_table(layers), hide_index=True, width="stretch", height=260, key="layers")
+        table = tables.layers_table(layers, report.target)
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            height=36 * (len(table) + 1) + 2,  # every layer, no inner scroll
+            key="layers",
+            column_config={
+                "MACs share": st.column_config.NumberColumn(format="percent"),
+                "weight share": st.column_config.NumberColumn(format="percent"),
+                "latency share": st.column_config.NumberColumn(format="percent"),
+                "est. latency ms": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
+        st.caption(
+            "Per-layer latency is estimated by the board's per-layer cost model (its sum is the board estimate); "
+            "MACs and weight bytes are read from the deployed model."
+            if table["est. latency ms"].notna().any()
+            else "Per-layer latency: not modelled for this target (its latency is timed on this host as a whole)."
+        )
     else:
         st.caption("No per-layer table recorded for this trial.")
 
@@ -92,7 +114,19 @@ default = list(dict.fromkeys(n for n in default if n in numbers))[:3]
 chosen = st.multiselect("Trials to compare", numbers, default=default, max_selections=3, key="compare_choice")
 st.session_state["compare"] = list(chosen)
 if len(chosen) >= 2:
-    st.dataframe(tables.compare_table([report.row(n) for n in chosen], report.budgets), width="stretch")
+    compared = tables.compare_table([report.row(n) for n in chosen], report.budgets)
+    differ = tables.differing_rows(compared)
+
+    def _highlight(row: pd.Series) -> list[str]:
+        return ["background-color: #fff3cd; font-weight: 600" if row.name in differ else "" for _ in row]
+
+    st.dataframe(
+        compared.style.apply(_highlight, axis=1),
+        width="stretch",
+        height=36 * (len(compared) + 1) + 2,
+        key="compare_table",
+    )
+    st.caption(f"Highlighted: the {len(differ)} rows where the candidates differ.")
 else:
     st.caption("Pick at least two trials.")
 st.page_link(ui.PAGES["export"], label=f"Export trial {number}", icon=":material/download:")

@@ -9,9 +9,11 @@ from explorer.app import exports, state, ui
 
 ui.setup()
 st.title("Export")
+ui.what_if_banner()
 study = ui.require_study()
-with ui.boundary():
-    report = ui.load_report(study)
+report = ui.report_or_wait(study)  # judged against the session's budgets, as on every page
+if report is None:
+    st.stop()
 number = ui.trial_picker(report, key="export_trial_choice")
 if number is None:
     st.stop()
@@ -29,16 +31,20 @@ fmt = st.radio(
 if fmt == "tflm" and runtime != "tflm":
     st.caption(f"The study's target runs {runtime}; a TFLite Micro bundle is for microcontrollers.")
 if not row.feasible:
-    st.warning(f"Trial {number} is over budget on {report.target['name']}: check the Candidate page before deploying.")
+    over = ", ".join(b for b, ok in row.verdicts.items() if not ok)
+    st.warning(
+        f"Trial {number} is over budget ({over}) on {report.target['name']}: check the Candidate page before deploying."
+    )
 with ui.boundary(), st.spinner(f"Building the {fmt} bundle of trial {number} (real conversion, can take a minute)..."):
     path = exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir)
     files = exports.bundle_files(path)
 size = path.stat().st_size
 st.markdown(
-    f"**{path.name}**: {len(files)} files, {size / 1024:,.1f} KB zipped, {sum(files.values()) / 1024:,.1f} KB unzipped"
+    f"**{path.name}**: {len(files)} files, {size / 1024:,.1f} KiB zipped, "
+    f"{sum(files.values()) / 1024:,.1f} KiB unzipped"
 )
 st.download_button(
-    f"Download {fmt.upper()} bundle ({size / 1024:,.0f} KB)",
+    f"Download {fmt.upper()} bundle ({size / 1024:,.0f} KiB)",
     data=path.read_bytes(),
     file_name=f"{study}-trial-{number}-{fmt}.zip",
     mime="application/zip",
@@ -48,3 +54,13 @@ st.download_button(
 )
 table = pd.DataFrame([{"file": name, "bytes": n} for name, n in sorted(files.items())])
 st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 2, key="bundle_files")
+
+# The bundle's build and verification on the device's own kernels (cross-compiled, run under QEMU)
+# goes here once firmware_export reports it; until then the page says what has and has not been checked.
+with st.container(border=True, key="bundle_verification"):
+    st.markdown("**Build and verification on the device's kernels**")
+    st.caption(
+        "Not checked from the app yet: the bundle's figures come from TFLite Micro's reference kernels on this "
+        "host (flash and arena measured, latency estimated). Build it with the board's toolchain before relying "
+        "on them."
+    )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from explorer.app import forms, launcher, state, ui
+from search.errors import TinyfrontError
 from search.result import OBJECTIVES
 from search.study import DEFAULT_OBJECTIVES, SAMPLERS
 
 ui.setup()
 st.title("Search")
+ui.what_if_banner()
 st.caption(
     "Width x sparsity x precision of a small CNN against a board's flash, SRAM and latency budgets. "
     "Every candidate is trained, converted and measured for real, in a background process that keeps "
@@ -21,6 +25,11 @@ DATA_CHOICES = {
     "upload": "Upload a .npz (x, y or x_train, y_train, x_val, y_val)",
     "path": "A .npz file or image folder inside the working folder",
 }
+
+
+def _kw(key: str, **defaults: Any) -> dict[str, Any]:
+    """A widget's default, only when the session does not hold its value already (restored after a reload)."""
+    return {} if key in st.session_state else defaults
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -47,18 +56,23 @@ def show_run(study: str) -> None:
             prog = launcher.study_progress(state.storage_url(), study, rec)
         if running and (now is None or now.state != "running"):
             st.rerun(scope="app")
+        is_running = now is not None and now.state == "running"
         st.subheader(f"Study `{study}`")
         st.markdown(f"**Status:** {now.state if now else 'no background run from this app'}")
         if prog.total:
             st.progress(min(prog.done / prog.total, 1.0), text=f"{prog.done} of {prog.total} trials done")
         cols = st.columns(4)
         cols[0].metric("Done", prog.done)
-        cols[1].metric("Running", prog.running)
+        # A stopped search leaves its trials RUNNING in the storage until a resume fails them by heartbeat.
+        if is_running:
+            cols[1].metric("Running", prog.running)
+        else:
+            cols[1].metric("Interrupted", prog.running, help="left unfinished; re-run when the search is resumed")
         cols[2].metric("Failed", prog.failed)
         cols[3].metric("Feasible", prog.feasible)
         times = st.columns(2)
-        times[0].metric("Elapsed", _fmt_seconds(prog.elapsed if rec else None))
-        times[1].metric("ETA", _fmt_seconds(prog.eta) if now and now.state == "running" else "-")
+        times[0].metric("Elapsed" if is_running else "Took", _fmt_seconds(prog.elapsed if rec else None))
+        times[1].metric("ETA", _fmt_seconds(prog.eta) if is_running else "-")
         if rec is None or now is None:
             return
         if now.state == "running":
@@ -76,14 +90,22 @@ def show_run(study: str) -> None:
         else:
             st.success("Search finished.")
             st.page_link(ui.PAGES["front"], label="Open the Pareto front", icon=":material/scatter_plot:")
-        with st.expander("Log"):
+        with st.expander("Log (TensorFlow start-up noise and progress-bar redraws left out)"):
             st.code(launcher.log_excerpt(rec.log, lines=40), language=None)
 
     panel()
 
 
+class BadDataset(str):
+    """The dataset input is invalid: the reason (already shown as st.error); nothing may launch."""
+
+
 def dataset_choice() -> str | None:
-    """The dataset the form uses: None for the demo, else a path inside the working folder."""
+    """The dataset the form uses: None for the demo, a path inside the working folder, or :class:`BadDataset`.
+
+    A bad dataset shows its reason and leaves the rest of the page (the form, a running search's
+    Stop button) in place.
+    """
     kind = st.radio("Dataset", list(DATA_CHOICES), format_func=DATA_CHOICES.get, key="f_data_kind")
     if kind == "demo":
         return None
@@ -92,16 +114,22 @@ def dataset_choice() -> str | None:
         if upload is None:
             st.info("Upload a .npz, or pick the demo.")
             return None
-        with ui.boundary():
+        try:
             path = forms.save_upload(upload.name, upload.getvalue())
+        except TinyfrontError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return BadDataset(str(exc))
         st.success(f"Saved as `{path.relative_to(state.workdir())}` and checked.")
         return str(path)
     text = st.text_input("Path (relative to the working folder)", key="f_data_path", placeholder="data/my_set.npz")
     if not text.strip():
         return None
-    with ui.boundary():
+    try:
         path = state.inside_workdir(text)
         info = forms.check_dataset(path)
+    except TinyfrontError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return BadDataset(str(exc))
     st.caption(f"{info.name}: {len(info.x_train)} train / {len(info.x_val)} val, input {info.input_shape}")
     return str(path)
 
@@ -116,21 +144,33 @@ def search_form() -> None:
     default = "nucleo-l4r5zi" if "nucleo-l4r5zi" in names else names[0]
     with st.container(border=True):
         st.markdown("**Target and budgets**")
-        name = st.selectbox("Target", names, index=names.index(default), key="f_target")
+        name = st.selectbox("Target", names, key="f_target", **_kw("f_target", index=names.index(default)))
         target = targets[name]
         st.caption(
-            f"{target.description} · {target.core} @ {target.clock_mhz:g} MHz · flash {target.flash_kb:g} KB · "
-            f"SRAM {target.sram_kb:g} KB · runtime {target.runtime}"
+            f"{target.description} · {target.core} @ {target.clock_mhz:g} MHz · flash {target.flash_kb:,g} KiB · "
+            f"SRAM {target.sram_kb:,g} KiB · runtime {target.runtime}"
         )
         cols = st.columns(3)
         flash = cols[0].number_input(
-            "Flash budget (KB)", value=float(target.flash_budget_kb), step=16.0, key=f"f_flash_{name}"
+            "Flash budget (KiB)",
+            step=16.0,
+            key=f"f_flash_{name}",
+            **_kw(f"f_flash_{name}", value=float(target.flash_budget_kb)),
+            format="%.1f",
         )
         sram = cols[1].number_input(
-            "SRAM budget (KB)", value=float(target.sram_budget_kb), step=8.0, key=f"f_sram_{name}"
+            "SRAM budget (KiB)",
+            step=8.0,
+            key=f"f_sram_{name}",
+            **_kw(f"f_sram_{name}", value=float(target.sram_budget_kb)),
+            format="%.1f",
         )
         latency = cols[2].number_input(
-            "Latency budget (ms)", value=float(target.latency_budget_ms), step=10.0, key=f"f_latency_{name}"
+            "Latency budget (ms)",
+            step=10.0,
+            key=f"f_latency_{name}",
+            **_kw(f"f_latency_{name}", value=float(target.latency_budget_ms)),
+            format="%.1f",
         )
     with st.container(border=True):
         st.markdown("**Data and model**")
@@ -139,29 +179,68 @@ def search_form() -> None:
     with st.container(border=True):
         st.markdown("**Search space and objectives**")
         cols = st.columns(3)
-        w_min = cols[0].number_input("Width min", 0.05, 2.0, 0.25, 0.05, key="f_wmin")
-        w_max = cols[1].number_input("Width max", 0.05, 2.0, 1.0, 0.05, key="f_wmax")
-        w_step = cols[2].number_input("Width step (0 = continuous)", 0.0, 2.0, 0.25, 0.05, key="f_wstep")
+        # No min/max on the inputs: a bounded input silently keeps its old value when a typed one is out
+        # of range; here every typed value is taken and checked, and the reason is shown as text.
+        w_min = cols[0].number_input("Width min", step=0.05, key="f_wmin", **_kw("f_wmin", value=0.25))
+        w_max = cols[1].number_input("Width max", step=0.05, key="f_wmax", **_kw("f_wmax", value=1.0))
+        w_step = cols[2].number_input(
+            "Width step (0 = continuous)", step=0.05, key="f_wstep", **_kw("f_wstep", value=0.25)
+        )
         cols = st.columns(3)
-        s_min = cols[0].number_input("Sparsity min", 0.0, 0.95, 0.0, 0.05, key="f_smin")
-        s_max = cols[1].number_input("Sparsity max", 0.0, 0.95, 0.8, 0.05, key="f_smax")
-        s_step = cols[2].number_input("Sparsity step (0 = continuous)", 0.0, 0.95, 0.1, 0.05, key="f_sstep")
+        s_min = cols[0].number_input("Sparsity min", step=0.05, key="f_smin", **_kw("f_smin", value=0.0))
+        s_max = cols[1].number_input("Sparsity max", step=0.05, key="f_smax", **_kw("f_smax", value=0.8))
+        s_step = cols[2].number_input(
+            "Sparsity step (0 = continuous)", step=0.05, key="f_sstep", **_kw("f_sstep", value=0.1)
+        )
         supported = list(supported_precisions(target))
-        precisions = st.multiselect("Precisions", supported, default=supported, key=f"f_prec_{target.runtime}")
-        objectives = st.multiselect("Objectives", list(OBJECTIVES), default=list(DEFAULT_OBJECTIVES), key="f_obj")
+        precisions = st.multiselect(
+            "Precisions",
+            supported,
+            key=f"f_prec_{target.runtime}",
+            **_kw(f"f_prec_{target.runtime}", default=supported),
+        )
+        objectives = st.multiselect(
+            "Objectives", list(OBJECTIVES), key="f_obj", **_kw("f_obj", default=list(DEFAULT_OBJECTIVES))
+        )
     with st.container(border=True):
         st.markdown("**Run**")
         run_cols = st.columns(4)
-        trials = run_cols[0].number_input("Trials", 1, forms.MAX_TRIALS, 20, key="f_trials")
-        workers = run_cols[1].number_input("Workers", 1, forms.MAX_WORKERS, 1, key="f_workers")
-        epochs = run_cols[2].number_input("Epochs", 1, forms.MAX_EPOCHS, 5, key="f_epochs")
-        finetune = run_cols[3].number_input("Fine-tune epochs", 0, forms.MAX_EPOCHS, 2, key="f_finetune")
+        trials = run_cols[0].number_input("Trials", step=1, key="f_trials", **_kw("f_trials", value=20))
+        workers = run_cols[1].number_input("Workers", step=1, key="f_workers", **_kw("f_workers", value=1))
+        epochs = run_cols[2].number_input("Epochs", step=1, key="f_epochs", **_kw("f_epochs", value=5))
+        finetune = run_cols[3].number_input("Fine-tune epochs", step=1, key="f_finetune", **_kw("f_finetune", value=2))
         cols = st.columns(3)
         sampler = cols[0].selectbox("Sampler", list(SAMPLERS), key="f_sampler")
-        seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key="f_seed")
-        study = cols[2].text_input("Study name", value=f"{name}-{family}", key=f"f_study_{name}_{family}")
+        seed = cols[1].number_input("Seed", step=1, key="f_seed", **_kw("f_seed", value=0))
+        study = cols[2].text_input(
+            "Study name", key=f"f_study_{name}_{family}", **_kw(f"f_study_{name}_{family}", value=f"{name}-{family}")
+        )
+        problems = forms.number_problems(
+            {
+                "trials": trials,
+                "workers": workers,
+                "epochs": epochs,
+                "fine-tune epochs": finetune,
+                "seed": seed,
+                "width min": w_min,
+                "width max": w_max,
+                "width step": w_step,
+                "sparsity min": s_min,
+                "sparsity max": s_max,
+                "sparsity step": s_step,
+            }
+        )
+        if isinstance(data, BadDataset):
+            problems.append(f"the dataset: {data}")
+        for problem in problems:
+            st.error(problem, icon=":material/error:")
+        if not problems:
+            show_estimate(study.strip(), int(trials), int(workers))
         launch = st.button("Launch search", type="primary", key="launch", icon=":material/rocket_launch:")
     if not launch:
+        return
+    if problems:
+        st.error("Nothing launched: fix the values above first.", icon=":material/block:")
         return
     form = forms.SearchForm(
         study=study,
@@ -186,23 +265,63 @@ def search_form() -> None:
         sampler=str(sampler),
         seed=int(seed),
     )
-    with ui.boundary():
+    try:
         storage = state.storage_url()
         argv = forms.search_argv(form, storage)
         done = launcher.study_progress(storage, form.study.strip(), None, total=form.trials).done
         launcher.launch(state.workdir(), form.study.strip(), argv, trials=form.trials, done_at_start=done)
+    except TinyfrontError as exc:
+        st.error(f"Nothing launched: {exc}", icon=":material/error:")
+        return
     st.session_state["study"] = form.study.strip()
     st.session_state["trial"] = None
     st.rerun()
 
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    st.subheader("New search")
-    search_form()
-with right:
-    chosen = st.session_state.get("study")
-    if chosen:
-        show_run(str(chosen))
+def show_estimate(study: str, trials: int, workers: int) -> None:
+    """How long the search should take, from finished trials in this storage (never a made-up figure)."""
+    try:
+        guess = forms.duration_estimate(state.storage_url(), study, trials, workers)
+    except TinyfrontError:
+        guess = None
+    if guess is None:
+        st.caption("Duration: estimated once a first trial has finished in this working folder.")
     else:
-        st.info("No study yet. Fill in the form and launch: a search with the defaults starts in one click.")
+        seconds, source = guess
+        st.caption(f"Estimated duration: about {_fmt_seconds(seconds)} ({source}; estimated, not measured).")
+
+
+def restore_form(study: str | None) -> None:
+    """After a reload, put the running search's settings back in the form (once per browser session)."""
+    if st.session_state.get("_form_restored") or not study:
+        return
+    st.session_state["_form_restored"] = True
+    record = launcher.read_run(state.workdir(), study)
+    if record is None or launcher.run_status(record).state != "running":
+        return
+    try:
+        values = forms.widgets_from_argv(record.command, forms.load_app_targets())
+    except (TinyfrontError, ValueError):
+        return
+    for key, value in values.items():
+        st.session_state.setdefault(key, value)
+
+
+chosen = st.session_state.get("study")
+restore_form(str(chosen) if chosen else None)
+running_now = bool(chosen) and ui.run_state(str(chosen)) == "running"
+if running_now:
+    # The progress sits on top where the user is after Launch; the form folds away below it.
+    show_run(str(chosen))
+    with st.expander("New search (another study, or this one resumed after it stops)", expanded=False):
+        search_form()
+else:
+    left, right = st.columns([3, 2], gap="large")
+    with right:  # drawn first: a problem in the form never hides the study's status
+        if chosen:
+            show_run(str(chosen))
+        else:
+            st.info("No study yet. Fill in the form and launch: a search with the defaults starts in one click.")
+    with left:
+        st.subheader("New search")
+        search_form()

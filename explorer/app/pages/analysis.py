@@ -1,0 +1,56 @@
+"""Analysis page: is the search still improving (hypervolume), which knob matters for which objective
+(importances), and how the knobs map to the objectives (parallel coordinates), drawn by Optuna."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.app import analysis, ui
+
+ui.setup()
+st.title("Analysis")
+ui.what_if_banner()
+study = ui.require_study()
+if ui.report_or_wait(study) is None:
+    st.stop()
+with ui.boundary():
+    loaded = ui.cached_study(study)
+    info = analysis.analysis_info(loaded)
+st.caption(
+    f"{info.complete} finished trials, {info.feasible} within the study's own budgets (Optuna reads the budgets "
+    "stored with each trial, so what-if budgets do not apply here). All figures are the stored ones: accuracy "
+    "measured, latency and sizes as each trial's kind says."
+)
+if info.complete == 0:
+    st.info("Nothing to analyse yet: the first finished trial starts the charts.")
+    st.stop()
+
+st.subheader("Hypervolume over trials")
+st.caption(
+    "Volume of the objective space the feasible front dominates, reference point = the budget box (accuracy 0, "
+    f"every cost at its budget). Divided by {info.box:,.0f} (the product of the cost budgets) it is the fraction "
+    "of the budget box shown on the Pareto page. A flat line: the search has stopped improving."
+)
+st.plotly_chart(analysis.hypervolume_figure(loaded, info), width="stretch", key="hv_history")
+
+
+def _title(name: str) -> str:
+    return analysis.OBJECTIVE_TITLES.get(name, name)
+
+
+objective = st.radio("Objective", list(info.objectives), format_func=_title, key="analysis_objective", horizontal=True)
+objective = str(objective or info.objectives[0])
+left, right = st.columns([2, 3], gap="large")
+with left:
+    st.subheader("Parameter importance")
+    if info.can_rank_params:
+        with st.spinner("Ranking parameters (fANOVA)..."):
+            st.plotly_chart(analysis.importance_figure(loaded, info, objective), width="stretch", key="importance")
+    else:
+        st.info("Importances need at least 4 finished trials and a parameter that varied.")
+with right:
+    st.subheader("Parallel coordinates")
+    if info.params:
+        st.plotly_chart(analysis.parallel_figure(loaded, info, objective), width="stretch", key="parallel")
+    else:
+        st.info("No parameter varied yet.")

@@ -15,7 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="train, prune, quantise, convert and measure one candidate")
     p.add_argument("--target", required=True, help="target name from the targets file")
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
-    p.add_argument("--data", default=None, help="dataset: 'demo' (default), 'bench:kws', 'bench:vww', a .npz file or an image folder")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset: 'demo' (default), 'bench:kws', 'bench:vww', a .npz file or an image folder",
+    )
     p.add_argument("--family", default="mobilenet_v1", help="mobilenet_v1, ds_cnn or module:function")
     p.add_argument("--width", type=finite_float, default=0.5, help="width multiplier (default 0.5)")
     p.add_argument("--sparsity", type=finite_float, default=0.0, help="fraction of weights pruned to zero (default 0)")

@@ -33,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search width, sparsity and precision against a target's budgets")
     p.add_argument("--target", required=True, help="target name (see `tinyfront targets`)")
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
-    p.add_argument("--data", help="dataset: .npz file, image folder, 'bench:kws' or 'bench:vww' (default: the built-in digits demo)")
+    p.add_argument(
+        "--data",
+        help="dataset: .npz file, image folder, 'bench:kws' or 'bench:vww' (default: the built-in digits demo)",
+    )
     p.add_argument("--family", default="mobilenet_v1", help="mobilenet_v1, ds_cnn or module:function")
     p.add_argument("--trials", type=positive_int, default=20, help="total trials in the study (default: 20)")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default: 1)")

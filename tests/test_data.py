@@ -314,7 +314,11 @@ def test_folder_without_class_folders(tmp_path: Path) -> None:
 
 def test_unknown_dataset_spec(tmp_path: Path) -> None:
     (tmp_path / "data.csv").write_text("1,2\n")
-    expect(r"expected 'demo', a \.npz file or a folder.*data\.csv.*not \.npz", load_dataset, tmp_path / "data.csv")
+    expect(
+        r"expected 'demo', 'bench:kws', 'bench:vww', a \.npz file or a folder.*data\.csv.*not \.npz",
+        load_dataset,
+        tmp_path / "data.csv",
+    )
     expect(r"nothing at that path", load_dataset, "no-such-thing")
 
 

@@ -169,23 +169,9 @@ def run_batch(request: dict[str, Any], send: Send) -> list[np.ndarray]:
     return outputs
 
 
-def _details(request: dict[str, Any], send: Send) -> dict[str, Any]:
-    """Input dtype and shape and output quantisation as the interpreter reports them."""
-    interpreter = _interpreter(request["model"], request.get("arena_size"), send)
-    in_d = interpreter.get_input_details(0)
-    out_d = interpreter.get_output_details(0)
-    return {
-        "in_shape": tuple(int(d) for d in in_d["shape"]),
-        "in_dtype": np.dtype(in_d["dtype"]).str,
-        "out_scales": [float(s) for s in out_d["quantization_parameters"]["scales"]],
-        "out_zero_points": [int(z) for z in out_d["quantization_parameters"]["zero_points"]],
-    }
-
-
 JOBS: dict[str, Callable[[dict[str, Any], Send], Any]] = {
     "arena": bisect_arena,
     "run": run_batch,
-    "details": _details,
 }
 
 

@@ -84,7 +84,7 @@ TARGET_FIELDS: dict[str, Any] = {
 BUDGET_FIELDS: dict[str, Any] = {"app_flash_kb": 128, "app_sram_kb": 64, "latency_ms": 200}
 #: Values a fuzzed key may take: every TOML type, the float specials, extremes and near-misses.
 VALUE_POOL: list[Any] = [
-    0, -1, 1, 7, 2**63 - 1, -(2**63), 0.0, -0.0, 1e-300, 1e308, -1e308, 0.5,
+    0, -1, 1, 7, 2**63 - 1, -(2**63), 10**400, 0.0, -0.0, 1e-300, 1e308, -1e308, 0.5,
     math.nan, math.inf, -math.inf, "", " ", "tflm", "onnxruntime", "litert", "cortex-m4", "x" * 300, "\u00e9\u2603",
     True, False, [], [1, 2], {"a": 1}, {},
 ]  # fmt: skip
@@ -192,10 +192,10 @@ def _random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) 
 
 
 def _random_labels(rng: np.random.Generator, n: int) -> np.ndarray:
-    k = int(rng.integers(1, 4))
+    k = int(rng.integers(2, 4)) if rng.random() < 0.9 else 1
     y = np.arange(n) % k  # every class present, as often as possible
     roll = rng.random()
-    if roll < 0.55 or n == 0:
+    if roll < 0.65 or n == 0:
         return y
     if roll < 0.65:
         y[int(rng.integers(n))] = [10**8, 2**62, -1, n][int(rng.integers(4))]
@@ -466,14 +466,15 @@ def measure_one(model: bytes) -> Outcome:
 
 
 def _tflite_child() -> None:
-    """Child entry point: pickled list of models on stdin; ("start", i) / ("outcome", i, Outcome) on stdout."""
+    """Child entry point: pickled list of models on stdin; ("start", i) / ("outcome", i, kind, detail) on stdout."""
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     models: list[bytes] = pickle.load(sys.stdin.buffer)
     for i, model in enumerate(models):
         pickle.dump(("start", i), channel)
         channel.flush()
-        pickle.dump(("outcome", i, measure_one(model)), channel)
+        outcome = measure_one(model)  # sent as plain strings: this module is __main__ here, not in the parent
+        pickle.dump(("outcome", i, outcome.kind, outcome.detail), channel)
         channel.flush()
 
 
@@ -501,7 +502,7 @@ def run_tflite_cases(models: list[bytes], timeout_per_case: float = 60.0) -> lis
             if message[0] == "start":
                 started = message[1]
             else:
-                outcomes[todo[message[1]]] = message[2]
+                outcomes[todo[message[1]]] = Outcome(message[2], message[3])
         if started is None or todo[started] in outcomes:  # finished, or died outside any case
             for i in todo:
                 outcomes.setdefault(i, Outcome("crash", f"fuzz child ended with {status} before this input"))

@@ -1,13 +1,14 @@
 """The child process that runs the TFLite Micro interpreter for :mod:`search.tflm` (STYLE.md item 12).
 
-Run as ``python -m search._tflm_child``: it reads one pickled request from stdin, does the whole job
-(an arena bisection, or every invoke of a batch) and writes pickled messages to its original stdout:
-``("stage", text)`` before each native step, then ``("result", value)`` or ``("error", text)``. Its
-fd 1 is pointed at fd 2 first, so nothing the native code prints can corrupt the message stream.
-When the interpreter crashes or hangs, the parent reads the last ``stage`` message to say where.
+Run as a script (``python -P search/_tflm_child.py``, by :mod:`search.tflm`): it reads one pickled
+request from stdin, does the whole job (an arena bisection, or every invoke of a batch) and writes
+pickled messages to its original stdout: ``("stage", text)`` before each native step, then
+``("result", value)`` or ``("error", text)``. Its fd 1 is pointed at fd 2 first, so nothing the
+native code prints can corrupt the message stream. When the interpreter crashes or hangs, the
+parent reads the last ``stage`` message to say where.
 
-This module imports numpy and the ``tflite-micro`` runtime only (no TensorFlow) and is never imported
-by the parent process for its interpreter functions: only the child touches native TFLM code.
+This module imports numpy and the ``tflite-micro`` runtime only (no TensorFlow, not the ``search``
+package); the parent imports it for its constants only: only the child touches native TFLM code.
 """
 
 from __future__ import annotations
@@ -168,23 +169,9 @@ def run_batch(request: dict[str, Any], send: Send) -> list[np.ndarray]:
     return outputs
 
 
-def _details(request: dict[str, Any], send: Send) -> dict[str, Any]:
-    """Input dtype and shape and output quantisation as the interpreter reports them."""
-    interpreter = _interpreter(request["model"], request.get("arena_size"), send)
-    in_d = interpreter.get_input_details(0)
-    out_d = interpreter.get_output_details(0)
-    return {
-        "in_shape": tuple(int(d) for d in in_d["shape"]),
-        "in_dtype": np.dtype(in_d["dtype"]).str,
-        "out_scales": [float(s) for s in out_d["quantization_parameters"]["scales"]],
-        "out_zero_points": [int(z) for z in out_d["quantization_parameters"]["zero_points"]],
-    }
-
-
 JOBS: dict[str, Callable[[dict[str, Any], Send], Any]] = {
     "arena": bisect_arena,
     "run": run_batch,
-    "details": _details,
 }
 
 

@@ -9,7 +9,7 @@ Kernel scratch buffers that CMSIS-NN requests on a Cortex-M are not in this figu
 runs reference kernels); :mod:`search.measure` adds an estimate of them.
 
 Native code behind a process wall (STYLE.md item 12): every interpreter call runs in a child process
-(``python -m search._tflm_child``, one per measurement: the whole bisection, or a whole batch of
+(``search/_tflm_child.py``, one per measurement: the whole bisection, or a whole batch of
 invokes) with a timeout. A crash or hang comes back as a :class:`MeasurementError` naming the signal
 and the step, never takes the caller down. The model is validated by :func:`parse_tflite` in this
 process first, so no index the graph reader follows is out of range when TFLM sees it.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import pickle
 import signal
 import subprocess
@@ -55,6 +54,7 @@ MAX_PROBE_CRASHES = 8
 #: (see ``search._tflm_child._fault``). Only code in this
 #: process can set it (tests do, through monkeypatch); no option, file or environment variable does.
 _TEST_FAULT: str | None = None
+_CHILD_SCRIPT = Path(__file__).resolve().with_name("_tflm_child.py")
 
 #: Size of the persistent records TFLM places in the arena tail, per record, on x86-64 (as the
 #: breakdown reports them: bytes / count) and on a 32-bit MCU. Derived from the structs in
@@ -108,23 +108,18 @@ class _ChildRun:
         return "starting the TFLite Micro interpreter"
 
 
-def _child_env() -> dict[str, str]:
-    """The parent's environment, with the folder holding this ``search`` package first on PYTHONPATH."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def _run_child(request: dict[str, Any], timeout: float) -> _ChildRun:
-    """Run one request in a fresh ``python -m search._tflm_child`` (no fork of this, maybe threaded, process)."""
+    """Run one request in a fresh interpreter child (no fork of this, maybe threaded, process).
+
+    The child runs ``_tflm_child.py`` as a script with ``-P`` (its folder is not put on sys.path): it
+    imports numpy and tflite-micro only, not the ``search`` package, which halves its start-up.
+    """
     payload = pickle.dumps({**request, "fault": _TEST_FAULT}, protocol=pickle.HIGHEST_PROTOCOL)
     with subprocess.Popen(
-        [sys.executable, "-m", "search._tflm_child"],
+        [sys.executable, "-P", str(_CHILD_SCRIPT)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_child_env(),
     ) as proc:
         timed_out = False
         try:
@@ -187,7 +182,7 @@ def _to_32bit(arena_bytes: int, breakdown: dict[str, int]) -> int:
 def measure_arena(model: bytes, *, resolution: int = 16) -> ArenaMeasurement:
     """Bisect the smallest arena (to ``resolution`` bytes) that TFLM allocates this model in.
 
-    The whole bisection runs in one child process (:mod:`search._tflm_child`). A probe that crashes
+    The whole bisection runs in one child process (``search/_tflm_child.py``). A probe that crashes
     the interpreter counts as "too small" (see ``bisect_arena`` there for the TFLM bug behind it) and
     a fresh child carries on; any other crash or a hang is a :class:`MeasurementError`.
     """

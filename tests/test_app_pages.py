@@ -124,8 +124,8 @@ def test_app_imports_no_tensorflow(workdir: Path) -> None:
 
 def test_state_checks_names_and_paths(empty_workdir: Path) -> None:
     assert state.check_study_name(" demo-1.v2 ") == "demo-1.v2"
-    for bad in ("../etc", "a/b", "", "x" * 65, "..", "with space"):
-        with pytest.raises(Exception, match="study name must be 1-64 characters"):
+    for bad in ("../etc", "a/b", "", "x" * 101, "..", "with space"):
+        with pytest.raises(Exception, match="study name must be 1-100 characters"):
             state.check_study_name(bad)
     (empty_workdir / "data").mkdir()
     (empty_workdir / "data" / "ok.npz").write_bytes(b"x")
@@ -159,7 +159,7 @@ def test_search_page_shows_target_budgets(empty_workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ({"f_study_nucleo-l4r5zi_mobilenet_v1": "../escape"}, "study name must be 1-64 characters"),
+        ({"f_study_nucleo-l4r5zi_mobilenet_v1": "../escape"}, "study name must be 1-100 characters"),
         ({"f_flash_nucleo-l4r5zi": 5000.0}, "flash budget must be > 0 and <= 2048 KB"),
         ({"f_sram_nucleo-l4r5zi": 0.0}, "SRAM budget must be > 0"),
         ({"f_wmin": 0.9, "f_wmax": 0.5}, "width_min (0.9) must be <= width_max (0.5)"),

@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
+import test_postgres
 
 from explorer.cli import main
 from search.errors import ConfigError, StorageError
@@ -28,6 +29,7 @@ from search.targets import get_target
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+postgres_url = test_postgres.postgres_url  # the fixture: a real PostgreSQL server on a free port
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -545,3 +547,31 @@ def test_planted_hdf5_with_a_lambda_is_not_loaded(tmp_path: Path, caplog: pytest
         "mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings, cache_dir=cache, key=key
     )
     assert not reused and any("SHA-256" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_postgres_no_study_errors_are_redacted_and_create_no_tables(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy
+
+    postgres_url = str(request.getfixturevalue("postgres_url"))
+    monkeypatch.chdir(tmp_path)
+    url = postgres_url.replace("://postgres@", "://postgres:s3cret-pw@")  # trust auth: the password is not needed
+    for args in (
+        ["front", "--study", "nope"],
+        ["recheck", "--study", "nope", "--target", "stm32l552"],
+        ["worker", "--study", "nope"],
+        ["export", "--study", "nope", "--trial", "0", "--format", "tflm", "-o", str(tmp_path / "b.zip")],
+    ):
+        rc, err = _run_cli([*args, "--storage", url], capsys)
+        assert rc == 1 and err.count("\n") == 1, err
+        assert "s3cret-pw" not in err and "postgres:***@127.0.0.1" in err, err
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.connect() as con:
+        assert sqlalchemy.inspect(con).get_table_names() == []  # read-only commands created no Optuna tables
+    engine.dispose()
+    optuna.create_study(study_name="there", storage=make_storage(url))
+    rc, err = _run_cli(["front", "--study", "nope", "--storage", url], capsys)
+    assert rc == 1 and "no study 'nope' in postgresql+psycopg2://postgres:***@127.0.0.1" in err
+    assert "studies there: there" in err and "s3cret-pw" not in err

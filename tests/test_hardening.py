@@ -106,6 +106,13 @@ def test_study_config_checks_seed_name_and_learning_rate() -> None:
         target.with_budgets(flash_budget_kb=float("nan"))
 
 
+def test_search_space_refuses_non_finite_values() -> None:
+    for field in ("width_min", "width_max", "sparsity_min", "sparsity_max", "width_step", "sparsity_step"):
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ConfigError, match=f"{field} must be a finite number"):
+                SearchSpace(**{field: bad})
+
+
 # ---------------------------------------------------------------- item 7 and 9: names and paths
 
 

@@ -13,6 +13,7 @@ Precisions default to every precision the target's runtime can run
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,8 @@ def _check_range(
     for key, value in ((f"{name}_min", lo), (f"{name}_max", hi)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         too_low = value <= low if open_low else value < low
         if too_low or value > high:
             bracket = "(" if open_low else "["
@@ -122,6 +125,8 @@ def _check_range(
     if lo > hi:
         raise ConfigError(f"{name}_min ({lo:g}) must be <= {name}_max ({hi:g})")
     if step is not None:
+        if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step):
+            raise ConfigError(f"{name}_step must be a finite number (or None for a continuous range), got {step!r}")
         if step <= 0:
             raise ConfigError(f"{name}_step must be > 0 (or None for a continuous range), got {step:g}")
         n = (hi - lo) / step

@@ -158,6 +158,11 @@ def load_existing_study(url: str, study_name: str) -> optuna.Study:
     """
     import optuna
 
+    path = _sqlite_path(normalize_storage_url(url))
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(
+            f"no study '{study_name}' in {display_url(url)}: the storage file does not exist (check --storage)"
+        )
     storage = make_storage(url, read_only=True)
     try:
         return optuna.load_study(study_name=study_name, storage=storage)

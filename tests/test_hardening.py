@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 import pytest
+import test_postgres
 
 from explorer.cli import main
 from search.errors import ConfigError, StorageError
@@ -28,6 +29,7 @@ from search.targets import get_target
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+postgres_url = test_postgres.postgres_url  # the fixture: a real PostgreSQL server on a free port
 
 
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -104,6 +106,13 @@ def test_study_config_checks_seed_name_and_learning_rate() -> None:
         target.with_budgets(flash_budget_kb=float("nan"))
 
 
+def test_search_space_refuses_non_finite_values() -> None:
+    for field in ("width_min", "width_max", "sparsity_min", "sparsity_max", "width_step", "sparsity_step"):
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ConfigError, match=f"{field} must be a finite number"):
+                SearchSpace(**{field: bad})
+
+
 # ---------------------------------------------------------------- item 7 and 9: names and paths
 
 
@@ -138,7 +147,7 @@ def test_app_paths_refuse_nul_bytes_and_escapes(tmp_path: Path, monkeypatch: pyt
     assert state.inside_workdir("data.npz") == (tmp_path / "data.npz").resolve()
     with pytest.raises(ConfigError, match="NUL byte"):
         state.inside_workdir("data\x00.npz")
-    with pytest.raises(ConfigError, match="must stay inside"):
+    with pytest.raises(ConfigError, match="must be inside the working folder"):
         state.inside_workdir("../../etc/hostname")
     with pytest.raises(ConfigError, match="study name"):
         state.check_study_name("../../../outside_run")
@@ -272,7 +281,8 @@ def test_read_only_commands_create_no_storage(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     rc, err = _run_cli(args, capsys)
-    assert rc == 1 and "no storage file" in err and err.count("\n") == 1
+    assert rc == 1 and "no study 'nope' in sqlite:///" in err and "the storage file does not exist" in err
+    assert err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
     # a foreign SQLite file gets no Optuna tables
     foreign = tmp_path / "app.db"
@@ -544,3 +554,31 @@ def test_planted_hdf5_with_a_lambda_is_not_loaded(tmp_path: Path, caplog: pytest
         "mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings, cache_dir=cache, key=key
     )
     assert not reused and any("SHA-256" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_postgres_no_study_errors_are_redacted_and_create_no_tables(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy
+
+    postgres_url = str(request.getfixturevalue("postgres_url"))
+    monkeypatch.chdir(tmp_path)
+    url = postgres_url.replace("://postgres@", "://postgres:s3cret-pw@")  # trust auth: the password is not needed
+    for args in (
+        ["front", "--study", "nope"],
+        ["recheck", "--study", "nope", "--target", "stm32l552"],
+        ["worker", "--study", "nope"],
+        ["export", "--study", "nope", "--trial", "0", "--format", "tflm", "-o", str(tmp_path / "b.zip")],
+    ):
+        rc, err = _run_cli([*args, "--storage", url], capsys)
+        assert rc == 1 and err.count("\n") == 1, err
+        assert "s3cret-pw" not in err and "postgres:***@127.0.0.1" in err, err
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.connect() as con:
+        assert sqlalchemy.inspect(con).get_table_names() == []  # read-only commands created no Optuna tables
+    engine.dispose()
+    optuna.create_study(study_name="there", storage=make_storage(url))
+    rc, err = _run_cli(["front", "--study", "nope", "--storage", url], capsys)
+    assert rc == 1 and "no study 'nope' in postgresql+psycopg2://postgres:***@127.0.0.1" in err
+    assert "studies there: there" in err and "s3cret-pw" not in err

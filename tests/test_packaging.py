@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def test_wheel_in_a_fresh_venv_runs_tinyfront_targets(tmp_path: Path) -> None:
         timeout=600,
     )
     (wheel,) = wheels.glob("tinyfront-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    for needed in (
+        "search/targets.toml",
+        "explorer/commands/targets.py",
+        "explorer/app/main.py",
+        "explorer/app/pages/front.py",
+        "firmware_export/templates/tflm/Makefile",
+    ):
+        assert needed in names, f"{needed} is missing from {wheel.name}"
     venv = tmp_path / "venv"
     # --system-site-packages: TensorFlow and the other dependencies come from this interpreter.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
@@ -54,12 +65,12 @@ def test_wheel_in_a_fresh_venv_runs_tinyfront_targets(tmp_path: Path) -> None:
 
     run = tmp_path / "elsewhere"  # not the repository: nothing there to find by accident
     run.mkdir()
+    probe = (
+        "import search.targets as t, explorer.commands.front as f, explorer.app.launcher as l; "
+        "print(t.__file__); print(t.DEFAULT_TARGETS_FILE); print(f.__file__); print(l.__file__)"
+    )
     where = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import search.targets as t; print(t.__file__); print(t.DEFAULT_TARGETS_FILE)",
-        ],
+        [str(venv / "bin" / "python"), "-c", probe],
         cwd=run,
         env=env,
         capture_output=True,
@@ -69,6 +80,7 @@ def test_wheel_in_a_fresh_venv_runs_tinyfront_targets(tmp_path: Path) -> None:
     ).stdout.split()
     assert Path(where[0]).is_relative_to(venv), f"imported {where[0]}, not the installed wheel"
     assert Path(where[1]).is_relative_to(venv) and Path(where[1]).name == "targets.toml"
+    assert all(Path(w).is_relative_to(venv) for w in where[2:]), where  # sub-packages come from the wheel too
     done = subprocess.run(
         [str(venv / "bin" / "tinyfront"), "targets"], cwd=run, env=env, capture_output=True, text=True, timeout=300
     )

@@ -290,14 +290,10 @@ def test_repeated_point_is_served_from_the_earlier_trial(tmp_path: Path, monkeyp
     assert sorted(p.name for p in (tmp_path / "artifacts" / "t").glob("trial-*")) == ["trial-0"]
     assert sum(counts_toward_budget(t) for t in study.trials) == 2  # a duplicate uses one trial of the budget
 
-    # Other training settings make another candidate: no duplicate, a second build.
-    again = replace(config, learning_rate=1e-3)
-    create_or_load_study(again, data).enqueue_trial(point)
-    study = run_worker(again, 3, dataset=data)
-    third = study.trials[2]
-    assert third.state.name == "COMPLETE" and "duplicate_of" not in third.user_attrs and built == [0.25, 0.25]
-    assert Path(third.user_attrs["artifacts_dir"]).name == "trial-2"
-    assert set(third.user_attrs["stage_seconds"]) >= {"train"}
+    # Other training settings cannot join this study (issue 11, item 3): its trials would mix them.
+    with pytest.raises(ConfigError, match="trains with learning_rate = 0.003, got 0.001"):
+        run_worker(replace(config, learning_rate=1e-3), 3, dataset=data)
+    assert len(study.trials) == 2 and built == [0.25]
 
 
 @pytest.mark.slow

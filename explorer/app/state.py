@@ -113,13 +113,16 @@ def check_study_name(name: str) -> str:
 
 def inside_workdir(path: str | Path, *, must_exist: bool = True) -> Path:
     """``path`` (relative to the working folder, or absolute) resolved; refused when it leaves the folder."""
-    from search.names import contained
-
     text = str(path).strip()
     if not text:
         raise ConfigError("path must not be empty; give a file inside the working folder")
+    if "\x00" in text:
+        raise ConfigError(f"path must not contain a NUL byte, got {text!r}")
     root = workdir()
-    resolved = contained(root, text, what="path (inside the working folder)")
+    candidate = Path(text).expanduser()
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(f"path must be inside the working folder {root}, got {text!r} (resolves to {resolved})")
     if must_exist and not resolved.exists():
         raise ConfigError(f"nothing at {text!r} inside the working folder {root}; check the name")
     return resolved

@@ -107,7 +107,7 @@ def _screens(tmp_path: Path) -> tuple[Path, Path | None]:
 
 
 def _set_number(page: object, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)  # type: ignore[attr-defined]
+    box = page.get_by_role("spinbutton", name=label, exact=True)  # type: ignore[attr-defined]
     box.fill(value)
     box.press("Enter")
     page.wait_for_timeout(400)  # type: ignore[attr-defined]
@@ -126,7 +126,7 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     page.goto(app_url)
     expect(page.get_by_role("heading", name="Search").first).to_be_visible()
     # Budgets of the default target are shown and editable, in KiB.
-    expect(page.get_by_label("Flash budget (KiB)")).to_have_value("1792.0")
+    expect(page.get_by_role("spinbutton", name="Flash budget (KiB)")).to_have_value("1792.0")
     _set_number(page, "Width max", "0.25")
     _set_number(page, "Sparsity max", "0.00")
     for chip in ("float32", "int8_qat", "int16x8"):
@@ -184,7 +184,7 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     page.get_by_role("button", name="Reset budgets").click()
     expect(page.get_by_text("What-if budgets active")).to_have_count(0)
     page.get_by_role("link", name="Pareto front").first.click()
-    expect(page.get_by_label("Flash budget (KiB)")).to_have_value("1792.0")
+    expect(page.get_by_role("spinbutton", name="Flash budget (KiB)")).to_have_value("1792.0")
     expect(page.get_by_text("What-if budgets active")).to_have_count(0)
 
     # Item 12: Optuna's analysis.

@@ -334,7 +334,7 @@ def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     assert shown == N_TRIALS
     assert any(t["name"] == f"knee (trial {report.knee})" for t in spec["data"])
     # A typed budget (not a 3.58-3580 slider), defaulting to the study's own, one decimal, no exponent.
-    box = at.number_input(key=state.budget_key(STUDY, "flash_kb"))
+    box = at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb"))
     assert box.value == pytest.approx(report.budgets["flash_kb"]) and box.proto.format == "%.1f"
     # Tighten flash to the 5th smallest value: the feasible count drops to what rejudge says.
     flashes = sorted(r.figures["flash_kb"]["value"] for r in report.trials if r.figures)
@@ -346,6 +346,11 @@ def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
     banner = [w.value for w in at.warning if "What-if budgets active" in w.value]
     assert banner and f"flash **{limit:,.1f} KiB** (study: {report.budgets['flash_kb']:,.1f} KiB)" in banner[0]
+    # A refused value (0 KiB) says why and leaves the budget in force.
+    at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).set_value(0.0).run()
+    assert any("flash budget must be > 0 KiB, got 0" in e.value for e in at.error)
+    assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
+    assert at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).value == pytest.approx(limit)
     at.selectbox(key="front_x").select("flash_kb").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KiB)"
@@ -358,7 +363,7 @@ def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
     over = max((r for r in report.trials if r.feasible), key=lambda r: r.figures["flash_kb"]["value"])
     limit = round(over.figures["flash_kb"]["value"] - 1.0, 1)  # this trial no longer fits
     at = _app("front")
-    at.number_input(key=state.budget_key(STUDY, "flash_kb")).set_value(limit).run()
+    at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).set_value(limit).run()
     at.session_state["trial"] = over.number
     for page in ("candidate", "export", "trials"):
         at.switch_page(f"pages/{page}.py")
@@ -381,7 +386,9 @@ def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
     assert not [w for w in at.warning if "What-if budgets active" in w.value]
     at.switch_page("pages/front.py")
     at.run()
-    assert at.number_input(key=state.budget_key(STUDY, "flash_kb")).value == pytest.approx(report.budgets["flash_kb"])
+    assert at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).value == pytest.approx(
+        report.budgets["flash_kb"]
+    )
     assert not [w for w in at.warning if "What-if budgets active" in w.value]
 
 

@@ -190,7 +190,11 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     # Item 12: Optuna's analysis.
     page.get_by_role("link", name="Analysis").first.click()
     expect(page.get_by_role("heading", name="Hypervolume over trials")).to_be_visible()
-    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(3, timeout=60_000)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+    # Two trials of one width, sparsity and precision: nothing to rank or spread yet, and the page says so
+    # (the AppTest suite checks the three charts on a 30-trial study).
+    expect(page.get_by_text("Importances need at least 4 finished trials")).to_be_visible()
+    expect(page.get_by_text("No parameter varied yet.")).to_be_visible()
     _no_error(page)
     shot("08-analysis")
 

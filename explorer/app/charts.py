@@ -321,7 +321,7 @@ def front_figure(info: FrontInfo, selected: int | None = None) -> go.Figure:
                 x=1.0 if axis == "x" else 0.0,
                 y=1.06 if axis == "x" else 1.12,
                 xanchor="right" if axis == "x" else "left",
-                text=f"{label}: off the chart ({where}); tick 'Up to the budgets' to show it",
+                text=f"{label}: off the chart ({where}); switch on 'To budgets' to show it",
                 showarrow=False,
                 font={"color": "#d62728", "size": 12},
             )

@@ -27,9 +27,9 @@ if info.complete == 0:
 
 st.subheader("Hypervolume over trials")
 st.caption(
-    "Volume of the objective space the feasible front dominates, reference point = the budget box (accuracy 0, "
-    f"every cost at its budget). Divided by {info.box:,.0f} (the product of the cost budgets) it is the fraction "
-    "of the budget box shown on the Pareto page. A flat line: the search has stopped improving."
+    "Fraction of the budget box (accuracy 0-100 % x every cost from 0 to its budget) that the feasible front "
+    "dominates after each trial, as on the Pareto page; drawn by Optuna from the stored figures. A flat line: "
+    "the search has stopped improving."
 )
 st.plotly_chart(analysis.hypervolume_figure(loaded, info), width="stretch", key="hv_history")
 

@@ -37,7 +37,7 @@ if st.session_state.get("front_y") not in y_choices:
 y = str(cols[1].selectbox("Y axis", y_choices, format_func=_title, key="front_y"))
 with cols[2]:
     opts = st.columns([3, 2, 2])
-    to_budget = opts[0].toggle("Up to the budgets", key="front_to_budget", help="extend the axes to the budget lines")
+    to_budget = opts[0].toggle("To budgets", key="front_to_budget", help="extend the axes to the budget lines")
     log_x = opts[1].toggle("Log X", key="front_log_x")
     log_y = opts[2].toggle("Log Y", key="front_log_y")
 

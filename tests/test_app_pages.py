@@ -615,3 +615,22 @@ def test_tables_label_provenance() -> None:
     assert list(table["fits"]) == ["", "NO"]
     bars = charts.budget_bars(figs, {"latency_ms": 10.0})
     assert [(b.budget, round(b.share, 4), b.fits) for b in bars] == [("latency", 1.2345, False)]
+
+
+def test_log_excerpt_drops_tensorflow_noise_and_progress_frames(tmp_path: Path) -> None:
+    log = tmp_path / "search.log"
+    log.write_text(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "E0000 00:00:1732612345.123456   123 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
+        "I0000 00:00:1732612345.2 cpu_feature_guard.cc:210] This TensorFlow binary is optimized to use AVX2\n"
+        "2026-11-26 11:00:00.0: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n"
+        "WARNING:absl:Compiled the loaded model, but the compiled metrics have yet to be built.\n"
+        "trial 0: training\n"
+        "epoch 1/3:  10%|#         | 1/10\repoch 1/3:  50%|#####     | 5/10\repoch 1/3: 100%|##########| 10/10\n"
+        "trial 0: accuracy 91.2 % (measured)\n"
+    )
+    assert launcher.log_excerpt(log).splitlines() == [
+        "trial 0: training",
+        "epoch 1/3: 100%|##########| 10/10",
+        "trial 0: accuracy 91.2 % (measured)",
+    ]

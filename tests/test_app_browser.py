@@ -218,6 +218,8 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     other.goto(app_url + "/?" + link.split("?", 1)[1] + "&page=candidate")
     expect(other.get_by_role("heading", name="Candidate").first).to_be_visible()
     expect(other.get_by_role("heading", name=f"Trial {number} ").first).to_be_visible()
+    expect(other.get_by_text("Accuracy (deployed)")).to_be_visible()
+    other.wait_for_timeout(1500)  # let the charts and tables finish drawing before the screenshot
     other.screenshot(path=str(tmp_path / "screens" / "10-deep-link.png"), full_page=True)
     other.context.close()
 

@@ -405,7 +405,7 @@ def budget_figure(bars: list[BudgetBar]) -> go.Figure:
             y=[f"{b.label} ({b.kind})" for b in bars],
             orientation="h",
             marker_color=["#2ca02c" if b.fits else "#d62728" for b in bars],
-            text=[f"{b.value:,.1f} / {b.limit:,.0f} {b.unit} ({b.share:.0%})" for b in bars],
+            text=[f"{b.value:,.1f} / {b.limit:,.1f} {b.unit} ({b.share:.0%})" for b in bars],
             textposition="auto",
             hoverinfo="text",
         )

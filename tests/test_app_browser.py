@@ -150,6 +150,14 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     expect(page.get_by_text("Status: running")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Status: running")).to_be_in_viewport()  # item 14: the progress is where the user is
     shot("02-search-running")
+    # Item 14 / 9: a reload keeps the study (the address bar carries it) and the form shows the running search's values.
+    assert "study=browser" in page.url, page.url
+    page.reload()
+    expect(page.get_by_text("Status: running")).to_be_visible(timeout=30_000)
+    page.get_by_text("New search (another study").click()
+    expect(page.get_by_role("spinbutton", name="Trials", exact=True)).to_have_value("2")
+    expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("1")
+    expect(page.get_by_label("Study name")).to_have_value("browser")
     # Item 5: the Pareto page right after launch waits for the first trial; no red "no study".
     page.get_by_role("link", name="Pareto front").first.click()
     expect(page.get_by_role("heading", name="Pareto front").first).to_be_visible()

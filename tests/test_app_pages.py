@@ -334,7 +334,7 @@ def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     assert shown == N_TRIALS
     assert any(t["name"] == f"knee (trial {report.knee})" for t in spec["data"])
     # A typed budget (not a 3.58-3580 slider), defaulting to the study's own, one decimal, no exponent.
-    box = at.number_input(key=state.budget_key(STUDY, "flash_kb"))
+    box = at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb"))
     assert box.value == pytest.approx(report.budgets["flash_kb"]) and box.proto.format == "%.1f"
     # Tighten flash to the 5th smallest value: the feasible count drops to what rejudge says.
     flashes = sorted(r.figures["flash_kb"]["value"] for r in report.trials if r.figures)
@@ -346,6 +346,11 @@ def test_front_page_counts_and_what_if_budgets(workdir: Path) -> None:
     assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
     banner = [w.value for w in at.warning if "What-if budgets active" in w.value]
     assert banner and f"flash **{limit:,.1f} KiB** (study: {report.budgets['flash_kb']:,.1f} KiB)" in banner[0]
+    # A refused value (0 KiB) says why and leaves the budget in force.
+    at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).set_value(0.0).run()
+    assert any("flash budget must be > 0 KiB, got 0" in e.value for e in at.error)
+    assert at.session_state["budget_overrides"][STUDY] == {"flash_kb": pytest.approx(limit)}
+    assert at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).value == pytest.approx(limit)
     at.selectbox(key="front_x").select("flash_kb").run()
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["xaxis"]["title"]["text"] == "Flash (KiB)"
@@ -358,7 +363,7 @@ def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
     over = max((r for r in report.trials if r.feasible), key=lambda r: r.figures["flash_kb"]["value"])
     limit = round(over.figures["flash_kb"]["value"] - 1.0, 1)  # this trial no longer fits
     at = _app("front")
-    at.number_input(key=state.budget_key(STUDY, "flash_kb")).set_value(limit).run()
+    at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).set_value(limit).run()
     at.session_state["trial"] = over.number
     for page in ("candidate", "export", "trials"):
         at.switch_page(f"pages/{page}.py")
@@ -381,7 +386,9 @@ def test_one_budget_state_on_every_page_and_one_reset(workdir: Path) -> None:
     assert not [w for w in at.warning if "What-if budgets active" in w.value]
     at.switch_page("pages/front.py")
     at.run()
-    assert at.number_input(key=state.budget_key(STUDY, "flash_kb")).value == pytest.approx(report.budgets["flash_kb"])
+    assert at.number_input(key=state.budget_key(at.session_state, STUDY, "flash_kb")).value == pytest.approx(
+        report.budgets["flash_kb"]
+    )
     assert not [w for w in at.warning if "What-if budgets active" in w.value]
 
 
@@ -471,9 +478,10 @@ def test_analysis_page_uses_optuna_plots(workdir: Path) -> None:
     assert {"width", "sparsity", "precision"} <= set(info.params) and info.can_rank_params
     hv = analysis.hypervolume_figure(study, info)
     last = float(hv.data[0].y[-1])
-    # Optuna's volume in objective units / the budget box = the front's hypervolume (same feasible set,
+    # Optuna's volume shown as a fraction of the budget box = the front's hypervolume (same feasible set,
     # up to the points merged as equal within error).
-    assert last / info.box == pytest.approx(report.hypervolume, rel=0.05)
+    assert last == pytest.approx(report.hypervolume, rel=0.05)
+    assert hv.layout.yaxis.title.text == "hypervolume (fraction of the budget box)"
     assert list(hv.data[0].y) == sorted(hv.data[0].y)  # a history never loses volume
     par = analysis.parallel_figure(study, info, "latency_ms")
     axes = list(par.layout.xaxis.ticktext or [])  # optuna 5 draws the axes as scatter lines with tick labels
@@ -607,3 +615,22 @@ def test_tables_label_provenance() -> None:
     assert list(table["fits"]) == ["", "NO"]
     bars = charts.budget_bars(figs, {"latency_ms": 10.0})
     assert [(b.budget, round(b.share, 4), b.fits) for b in bars] == [("latency", 1.2345, False)]
+
+
+def test_log_excerpt_drops_tensorflow_noise_and_progress_frames(tmp_path: Path) -> None:
+    log = tmp_path / "search.log"
+    log.write_text(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "E0000 00:00:1732612345.123456   123 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
+        "I0000 00:00:1732612345.2 cpu_feature_guard.cc:210] This TensorFlow binary is optimized to use AVX2\n"
+        "2026-11-26 11:00:00.0: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n"
+        "WARNING:absl:Compiled the loaded model, but the compiled metrics have yet to be built.\n"
+        "trial 0: training\n"
+        "epoch 1/3:  10%|#         | 1/10\repoch 1/3:  50%|#####     | 5/10\repoch 1/3: 100%|##########| 10/10\n"
+        "trial 0: accuracy 91.2 % (measured)\n"
+    )
+    assert launcher.log_excerpt(log).splitlines() == [
+        "trial 0: training",
+        "epoch 1/3: 100%|##########| 10/10",
+        "trial 0: accuracy 91.2 % (measured)",
+    ]

@@ -6,8 +6,8 @@
 - :func:`hypervolume_figure`: ``optuna.visualization.plot_hypervolume_history`` with the budget box
   as reference point (accuracy 0, each cost at its budget, the study's own budgets since Optuna
   reads each trial's stored constraints). Optuna's value is in the objectives' units (accuracy x
-  ms x KiB); divided by the product of the cost budgets it is the front page's hypervolume, a
-  fraction of the budget box;
+  ms x KiB); the figure shows it divided by the product of the cost budgets, i.e. as the
+  fraction of the budget box the Pareto page reports;
 - :func:`importance_figure`: ``plot_param_importances`` for one objective (``target=``,
   ``target_name=``);
 - :func:`parallel_figure`: ``plot_parallel_coordinate`` of width / sparsity / precision against
@@ -103,12 +103,18 @@ def hypervolume_figure(study: optuna.Study, info: AnalysisInfo) -> go.Figure:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # stable enough for a chart; the page says what it is
         fig = plot_hypervolume_history(study, list(info.reference))
+    # Optuna's volume is in accuracy x ms x KiB; shown as the fraction of the budget box it is the
+    # Pareto page's hypervolume (same reference point), which a reader can compare across studies.
+    for trace in fig.data:
+        if trace.y is not None and info.box > 0:
+            trace.y = [float(v) / info.box for v in trace.y]
     fig.update_layout(
         title=None,
-        yaxis_title="hypervolume (" + " x ".join(OBJECTIVE_TITLES.get(n, n) for n in info.objectives) + ")",
+        yaxis_title="hypervolume (fraction of the budget box)",
         height=380,
         margin={"l": 10, "r": 10, "t": 20, "b": 10},
     )
+    fig.update_xaxes(dtick=1 if info.complete <= 20 else None, tickformat="d")
     return fig
 
 

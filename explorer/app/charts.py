@@ -321,7 +321,7 @@ def front_figure(info: FrontInfo, selected: int | None = None) -> go.Figure:
                 x=1.0 if axis == "x" else 0.0,
                 y=1.06 if axis == "x" else 1.12,
                 xanchor="right" if axis == "x" else "left",
-                text=f"{label}: off the chart ({where}); tick 'Up to the budgets' to show it",
+                text=f"{label}: off the chart ({where}); switch on 'To budgets' to show it",
                 showarrow=False,
                 font={"color": "#d62728", "size": 12},
             )
@@ -405,7 +405,7 @@ def budget_figure(bars: list[BudgetBar]) -> go.Figure:
             y=[f"{b.label} ({b.kind})" for b in bars],
             orientation="h",
             marker_color=["#2ca02c" if b.fits else "#d62728" for b in bars],
-            text=[f"{b.value:,.1f} / {b.limit:,.0f} {b.unit} ({b.share:.0%})" for b in bars],
+            text=[f"{b.value:,.1f} / {b.limit:,.1f} {b.unit} ({b.share:.0%})" for b in bars],
             textposition="auto",
             hoverinfo="text",
         )

@@ -272,11 +272,11 @@ def ended_at(record: RunRecord) -> float | None:
 def log_excerpt(path: str | Path, lines: int = 25) -> str:
     """The last ``lines`` meaningful lines of a search log (TensorFlow's start-up noise and bar redraws dropped)."""
     try:
-        text = Path(path).read_text(errors="replace")
+        text = Path(path).read_bytes().decode(errors="replace")  # keep "\r": read_text would make it "\n"
     except OSError:
         return "(no log file)"
     kept: list[str] = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):  # not splitlines(): that also splits at the progress bars' "\r" redraws
         line = raw.split("\r")[-1].rstrip()
         if line and not _NOISE.match(line):
             kept.append(line)

@@ -48,9 +48,15 @@ BUDGET_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-def budget_key(study: str, key: str) -> str:
-    """The session key of the what-if input of ``key`` (flash_kb, sram_kb, latency_ms) for ``study``."""
-    return f"budget_{study}_{key}"
+def budget_key(session: Mapping[str, Any], study: str, key: str) -> str:
+    """The widget key of the what-if input of ``key`` (flash_kb, sram_kb, latency_ms) for ``study``.
+
+    It carries a generation that :func:`clear_budgets` bumps: after a reset the inputs are new
+    widgets, drawn from the one budget state, so no stale widget value can come back.
+    """
+    generations = session["budget_generation"] if "budget_generation" in session else {}
+    generation = int(generations.get(study, 0))
+    return f"budget_{study}_{key}_{generation}"
 
 
 def budget_overrides(session: MutableMapping[str, Any], study: str) -> dict[str, float]:
@@ -73,12 +79,11 @@ def set_budget(session: MutableMapping[str, Any], study: str, key: str, value: f
     overrides[study] = mine
 
 
-def clear_budgets(session: MutableMapping[str, Any], study: str, own: dict[str, float]) -> None:
-    """Drop ``study``'s what-if budgets and put its inputs back to the study's own budgets ``own``."""
+def clear_budgets(session: MutableMapping[str, Any], study: str) -> None:
+    """Drop ``study``'s what-if budgets; its inputs are drawn anew from the study's own budgets."""
     session.setdefault("budget_overrides", {}).pop(study, None)
-    for key in BUDGET_FIELDS:
-        if key in own:
-            session[budget_key(study, key)] = float(own[key])
+    generations = session.setdefault("budget_generation", {})
+    generations[study] = int(generations.get(study, 0)) + 1
 
 
 def workdir() -> Path:

@@ -101,7 +101,7 @@ def fmt_budget(key: str, value: float) -> str:
 
 
 def _reset_budgets(study: str) -> None:
-    state.clear_budgets(st.session_state, study, study_budgets(study))  # type: ignore[arg-type]
+    state.clear_budgets(st.session_state, study)  # type: ignore[arg-type]
 
 
 def what_if_banner() -> None:
@@ -134,35 +134,39 @@ def what_if_banner() -> None:
         )
 
 
-def _budget_changed(study: str, key: str) -> None:
-    value = st.session_state.get(state.budget_key(study, key))
+def _budget_changed(study: str, key: str, wkey: str) -> None:
+    value = st.session_state.get(wkey)
     own = study_budgets(study)
     try:
         state.set_budget(st.session_state, study, key, float(value), own[key])  # type: ignore[arg-type]
     except (TinyfrontError, TypeError, ValueError) as exc:
         st.session_state["_budget_error"] = str(exc)
-        current = state.budget_overrides(st.session_state, study).get(key, own[key])  # type: ignore[arg-type]
-        st.session_state[state.budget_key(study, key)] = current
+        # The refused value is not kept: new inputs show the budgets in force again.
+        generations = st.session_state.setdefault("budget_generation", {})
+        generations[study] = int(generations.get(study, 0)) + 1
     else:
         st.session_state.pop("_budget_error", None)
 
 
 def budget_inputs(study: str) -> None:
-    """Typed what-if budget inputs (default: the study's budgets), bound to the session's one budget state."""
+    """Typed what-if budget inputs, drawn from (and writing to) the session's one budget state.
+
+    Each input is created with ``value=`` the budget in force (the what-if one, else the study's),
+    so a page switch or a reset can never bring an old widget value back.
+    """
     own = study_budgets(study)
     overrides = state.budget_overrides(st.session_state, study)  # type: ignore[arg-type]
     cols = st.columns(len(state.BUDGET_FIELDS))
     for col, (key, (label, unit)) in zip(cols, state.BUDGET_FIELDS.items(), strict=True):
-        wkey = state.budget_key(study, key)
-        if wkey not in st.session_state:  # a page switch drops widget state: start again from the one truth
-            st.session_state[wkey] = float(overrides.get(key, own[key]))
+        wkey = state.budget_key(st.session_state, study, key)  # type: ignore[arg-type]
         col.number_input(
             f"{label} budget ({unit})",
+            value=float(overrides.get(key, own[key])),
             step=10.0 if key == "latency_ms" else 16.0,
             format="%.1f",
             key=wkey,
             on_change=_budget_changed,
-            args=(study, key),
+            args=(study, key, wkey),
             help=f"What if the budget were this? The study's own: {fmt_budget(key, own[key])}. Nothing is re-run.",
         )
     error = st.session_state.pop("_budget_error", None)

@@ -29,15 +29,15 @@ def _title(name: str) -> str:
     return charts.AXES[name]
 
 
-cols = st.columns([1, 1, 2])
+cols = st.columns([2, 2, 3])
 x = str(cols[0].selectbox("X axis", axes, index=axes.index("latency_ms"), format_func=_title, key="front_x"))
 y_choices = [a for a in axes if a != x]
 if st.session_state.get("front_y") not in y_choices:
     st.session_state["front_y"] = "accuracy" if x != "accuracy" else "latency_ms"
 y = str(cols[1].selectbox("Y axis", y_choices, format_func=_title, key="front_y"))
 with cols[2]:
-    opts = st.columns(3)
-    to_budget = opts[0].toggle("Up to the budgets", key="front_to_budget", help="extend the axes to the budget lines")
+    opts = st.columns([3, 2, 2])
+    to_budget = opts[0].toggle("To budgets", key="front_to_budget", help="extend the axes to the budget lines")
     log_x = opts[1].toggle("Log X", key="front_log_x")
     log_y = opts[2].toggle("Log Y", key="front_log_y")
 

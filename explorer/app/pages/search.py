@@ -130,7 +130,13 @@ def dataset_choice() -> str | None:
     except TinyfrontError as exc:
         st.error(str(exc), icon=":material/error:")
         return BadDataset(str(exc))
-    st.caption(f"{info.name}: {len(info.x_train)} train / {len(info.x_val)} val, input {info.input_shape}")
+    names = ", ".join(info.class_names[:12]) + (
+        f" and {len(info.class_names) - 12} more" if len(info.class_names) > 12 else ""
+    )
+    st.caption(
+        f"{info.name}: {len(info.x_train)} train / {len(info.x_val)} val, input {info.input_shape}; "
+        f"{len(info.class_names)} classes: {names}"
+    )
     return str(path)
 
 

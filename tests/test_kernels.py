@@ -159,3 +159,117 @@ def test_every_tflm_precision_dense_and_pruned_passes(family: str) -> None:
             assert device_kernel_problems(tflite, target.core) == [], (family, sparsity, precision)
             if precision == "int16x8":
                 assert _dense_scales(tflite) == 1
+
+
+TFLM_TREES = Path(__file__).resolve().parents[1].parent / "shared" / "tflm"
+_CMSIS_KERNELS = "tensorflow/lite/micro/kernels/cmsis_nn"
+
+
+def _syntax_check(compiler: str, tree: Path, folder: Path, headers: list[str], flags: list[str]) -> None:
+    """``compiler -fsyntax-only`` of one probe that includes every generated header.
+
+    Each header is the generated text with only its include guard made unique, included inside a
+    namespace of its own, after the TFLM headers it includes (so their guards keep them global).
+    """
+    import subprocess
+
+    lines = [
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"',
+        '#include "tensorflow/lite/micro/kernels/pad.h"',
+        '#include "tensorflow/lite/micro/kernels/transpose.h"',
+    ]
+    for i, text in enumerate(headers):
+        (folder / f"resolver_{i}.h").write_text(text.replace("TINYFRONT_MODEL_OP_RESOLVER_H_", f"RESOLVER_{i}_H_"))
+        lines += [
+            f"namespace model_{i} {{",
+            f'#include "resolver_{i}.h"',
+            "int probe() {\n  static ModelOpResolver resolver;",
+            "  return RegisterModelOps(resolver) == kTfLiteOk ? 0 : 1;\n}",
+            "}",
+        ]
+    probe = folder / "probe.cc"
+    probe.write_text("\n".join(lines) + "\n")
+    includes = [f"-I{folder}", f"-I{tree}"] + [
+        f"-I{tree / 'third_party' / sub}" for sub in ("flatbuffers/include", "gemmlowp", "ruy", "kissfft")
+    ]
+    cmd = [compiler, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", "-DTF_LITE_STATIC_MEMORY", *flags]
+    done = subprocess.run([*cmd, *includes, str(probe)], capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+
+@pytest.mark.slow
+def test_type_specific_resolvers_compile_in_both_trees(tmp_path: Path) -> None:
+    """The generated resolvers of an int8, an int16x8 and a float32 model and of the MLPerf Tiny models
+    compile with g++ against the reference tree and with arm-none-eabi-g++ + CMSIS_NN against the
+    cmsis_nn tree (include paths as the bundle's Makefile has them), and every type-specific variant
+    they name is defined by the CMSIS-NN kernels (so the Cortex-M link finds it)."""
+    import shutil
+
+    import tf_keras as keras
+
+    from firmware_export._resolver import op_registrations, resolver_values
+    from firmware_export._templates import render
+    from search.convert import to_tflite
+
+    if not TFLM_TREES.is_dir():
+        pytest.skip(f"TFLite Micro trees not found at {TFLM_TREES}")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+            keras.layers.AveragePooling2D(8),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    x_rep = np.random.default_rng(0).uniform(0, 1, size=(16, 8, 8, 1)).astype(np.float32)
+    models = {p: to_tflite(model, p, x_rep) for p in ("int8", "int16x8", "float32")}
+    mlperf = TFLM_TREES.parent / "models" / "mlperf-tiny"
+    models.update({name: (mlperf / name).read_bytes() for name in MLPERF_FILES if (mlperf / name).exists()})
+    headers, variants = [], {}
+    for name, tflite in models.items():
+        regs = op_registrations(tflite, "cortex-m4")
+        headers.append(render("tflm/model_op_resolver.h", {"version": "test", **resolver_values(regs)}))
+        variants[name] = [r.variant for r in regs if r.variant]
+    ops = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX")
+    assert variants["int8"] == [f"Register_{op}_INT8" for op in ops]
+    assert variants["int16x8"] == [f"Register_{op}_INT16" for op in ops]
+    assert variants["float32"] == []
+    for name in MLPERF_FILES:
+        if name in variants:
+            floating = "float" in name or "fp32" in name or name == "pretrainedResnet.tflite"
+            assert (variants[name] == []) == floating, name
+    defined = "".join(p.read_text() for p in (TFLM_TREES / "cmsis_nn" / _CMSIS_KERNELS).glob("*.cc"))
+    for variant in {v for names in variants.values() for v in names}:
+        assert f"TFLMRegistration {variant}() {{" in defined, f"{variant} is not defined by the CMSIS-NN kernels"
+    compiled = 0
+    if shutil.which("g++"):
+        (tmp_path / "host").mkdir()
+        _syntax_check("g++", TFLM_TREES / "reference", tmp_path / "host", headers, [])
+        compiled += 1
+    if shutil.which("arm-none-eabi-g++"):
+        cmsis = TFLM_TREES / "cmsis_nn"
+        arm = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-DCMSIS_NN"]
+        arm += [f"-I{cmsis / 'third_party' / sub}" for sub in ("cmsis", "cmsis_nn", "cmsis_nn/Include")]
+        arm += [f"-I{cmsis / 'third_party/cmsis/CMSIS/Core/Include'}"]
+        (tmp_path / "arm").mkdir()
+        _syntax_check("arm-none-eabi-g++", cmsis, tmp_path / "arm", headers, arm)
+        compiled += 1
+    if compiled == 0:
+        pytest.skip("neither g++ nor arm-none-eabi-g++ is installed")
+
+
+def test_esp32_gets_generic_registrations(mlperf_dir: Path) -> None:
+    from firmware_export._resolver import op_registrations
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    assert [r.call for r in op_registrations(model, "xtensa-lx7")] == [
+        "AddConv2D()", "AddDepthwiseConv2D()", "AddAveragePool2D()", "AddReshape()", "AddFullyConnected()",
+        "AddSoftmax()",
+    ]  # fmt: skip
+    assert [r.variant for r in op_registrations(model, "cortex-m4")] == [
+        "Register_CONV_2D_INT8", "Register_DEPTHWISE_CONV_2D_INT8", "Register_AVERAGE_POOL_2D_INT8", None,
+        "Register_FULLY_CONNECTED_INT8", "Register_SOFTMAX_INT8",
+    ]  # fmt: skip

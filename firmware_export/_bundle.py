@@ -64,8 +64,17 @@ class Candidate:
 
     @property
     def class_names(self) -> list[str] | None:
-        names = self.result.get("dataset", {}).get("class_names")
-        return [str(n) for n in names] if names else None
+        """The dataset's class names: ``dataset.classes`` as the candidate factory writes it
+        (:meth:`search.data.Dataset.describe`), or ``dataset.class_names`` (older or hand-made folders)."""
+        dataset = self.result.get("dataset")
+        if not isinstance(dataset, dict):
+            return None
+        names = dataset.get("classes") or dataset.get("class_names")
+        if names is None:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            raise ExportError(f"result.json in {self.source}: dataset class names must be a list of strings")
+        return [str(n) for n in names] or None
 
     def figures(self) -> dict[str, Figure]:
         """The figures of result.json that parse as :class:`Figure` (others are skipped)."""

@@ -75,8 +75,35 @@ def write_onnx_bundle(cand: Candidate, out: Path) -> BundleInfo:
         },
         "files": {name: len(body) for name, body in sorted(files.items())},
     }
-    files["metadata.json"] = json_bytes({**cand.result, "bundle": bundle})
+    files["metadata.json"] = json_bytes({**_result_for_onnx(cand), "bundle": bundle})
     return write_zip(out, files, fmt="onnx")
+
+
+def _figures_owner(cand: Candidate) -> str | None:
+    """None when the search's figures describe this bundle's .onnx; otherwise what they describe.
+
+    Only a candidate searched for an ONNX Runtime target was measured as ``model.onnx``; a TFLite
+    Micro or LiteRT trial's figures (accuracy in TFLite Micro, MCU flash, arena, latency) belong
+    to its ``model.tflite`` on that board.
+    """
+    target = cand.target
+    if target is not None and target.runtime == "onnxruntime" and cand.onnx_path is not None:
+        return None
+    if not cand.result.get("figures"):
+        return None
+    board = f"{target.name} ({target.runtime})" if target is not None else "the search's target"
+    return f"model.tflite of the candidate on {board}, not this model.onnx"
+
+
+def _result_for_onnx(cand: Candidate) -> dict[str, Any]:
+    """result.json for metadata.json: another artifact's figures move to ``tflite_figures``, labelled."""
+    owner = _figures_owner(cand)
+    if owner is None:
+        return dict(cand.result)
+    result = {k: v for k, v in cand.result.items() if k != "figures"}
+    result["figures"] = {}
+    result["tflite_figures"] = {"describes": owner, "figures": cand.result.get("figures")}
+    return result
 
 
 def _version() -> str:
@@ -208,6 +235,21 @@ def _preprocessing(cand: Candidate) -> str:
     return f"as for dataset {name}" if name else "as for the data the model was trained on"
 
 
+def _figures_intro(cand: Candidate) -> str:
+    owner = _figures_owner(cand)
+    text = (
+        "Every figure says whether it was **measured** (a real runtime ran the artifact) or **estimated**\n"
+        "(for a Linux board: this host's latency times the target's `host_scale`, a rough factor)."
+    )
+    if owner is None:
+        return text
+    return (
+        f"**These figures describe {owner}.** This .onnx was not measured by the search: "
+        "what was checked here is under *What was checked where this bundle was made* below\n"
+        "(ONNX Runtime on the bundled samples).\n\n" + text
+    )
+
+
 def _readme(
     cand: Candidate,
     proto: Any,
@@ -264,6 +306,7 @@ def _readme(
             "input_line": tensor_line(io_in),
             "output_line": tensor_line(io_out),
             "num_classes": len(labels),
+            "figures_intro": _figures_intro(cand),
             "figure_rows": figure_rows(cand.figures()),
             "preprocessing": preprocessing,
             "input_shape": io_in["shape"],

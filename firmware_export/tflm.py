@@ -18,6 +18,7 @@ from firmware_export import _c_source as c
 from firmware_export._arena import ArenaMargin, cmsis_nn_margin, round_up, tensor_type_names
 from firmware_export._bundle import BundleInfo, Candidate, check_output, json_bytes, load_candidate, sha256, write_zip
 from firmware_export._readme import checks_text, figure_rows
+from firmware_export._resolver import Registration, op_registrations, resolver_values
 from firmware_export._targets import BuildFlags, build_flags
 from firmware_export._templates import render
 from firmware_export._test_input import TestInput, choose_test_input
@@ -88,8 +89,9 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
     assert cand.tflite is not None
     model = cand.tflite
     graph = _graph(model)
-    methods = _check_runs_on_tflm(model, graph)
+    _check_runs_on_tflm(model, graph)
     flags = build_flags(target)
+    regs = op_registrations(model, flags.core)
     try:
         measured = measure_arena(model)
     except MeasurementError as exc:
@@ -120,15 +122,7 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
             "tflm/model_settings.h",
             {**_settings_values(spec_in, spec_out, labels), **arena, "version": version, "core": flags.core_label},
         ),
-        "model_op_resolver.h": render(
-            "tflm/model_op_resolver.h",
-            {
-                "version": version,
-                "op_list": ", ".join(graph.ops),
-                "num_ops": len(methods),
-                "register_calls": "\n".join(f"  TF_LITE_ENSURE_STATUS(resolver.{m}());" for m in methods),
-            },
-        ),
+        "model_op_resolver.h": render("tflm/model_op_resolver.h", {"version": version, **resolver_values(regs)}),
         "test_input.h": render("tflm/test_input.h", _test_header_values(test, spec_in, version)),
         "test_input.cc": render(
             "tflm/test_input.cc",
@@ -156,7 +150,7 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
         cand, graph, flags, measured.arena_bytes, measured.arena_bytes_32bit, margin, arena_size, test, values
     ).encode()
     files["metadata.json"] = json_bytes(
-        _metadata(cand, graph, methods, flags, measured.to_dict(), margin, arena_size, test, labels, files)
+        _metadata(cand, graph, regs, flags, measured.to_dict(), margin, arena_size, test, labels, files)
     )
     return files, arena_size
 
@@ -311,7 +305,7 @@ def _tflm_package_version() -> str:
 def _metadata(
     cand: Candidate,
     graph: GraphInfo,
-    methods: list[str],
+    regs: list[Registration],
     flags: BuildFlags,
     measured: dict[str, Any],
     margin: ArenaMargin,
@@ -329,7 +323,11 @@ def _metadata(
         "source": cand.source,
         "model": {"file": "model.tflite", "bytes": len(cand.tflite or b""), "sha256": sha256(cand.tflite or b"")},
         "ops": list(graph.ops),
-        "op_resolver": {"class": f"tflite::MicroMutableOpResolver<{len(methods)}>", "methods": methods},
+        "op_resolver": {
+            "class": f"tflite::MicroMutableOpResolver<{len(regs)}>",
+            "methods": [r.method for r in regs],
+            "registrations": [{"op": r.op, "call": r.call, "types": r.types} for r in regs],
+        },
         "input": tensor(graph.inputs[0]),
         "output": tensor(graph.outputs[0]),
         "class_names": labels,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from search.data import Dataset
 
-__all__ = ["check_deployable", "evaluate_candidate", "remeasure", "supported_precisions"]
+__all__ = ["check_deployable", "check_device_kernels", "evaluate_candidate", "remeasure", "supported_precisions"]
 
 _RUNTIME_PRECISIONS: dict[str, tuple[str, ...]] = {
     "tflm": ("float32", "int8", "int8_qat", "int16x8"),
@@ -45,6 +45,12 @@ _REFUSALS = {
     ("tflm", "float16"): "TFLite Micro has no float16 kernels (float16 weights need a DEQUANTIZE to float32 that "
     "TFLM does not run); use int8 or float32"
 }
+#: (kernel library, precision, family) combinations known not to run on the device's kernels, with the
+#: reason: refused before any training. Every built-in family converts at every TFLM precision into a
+#: model CMSIS-NN accepts (int16x8 with per-tensor dense weights, see search/convert.py), checked by
+#: tests/test_kernels.py; a user builder's ops are only known after conversion, where
+#: search.kernels.device_kernel_problems turns a refused model into a failed candidate.
+_KERNEL_REFUSALS: dict[tuple[str, str, str], str] = {}
 VAL_SAMPLES = 32
 
 
@@ -77,6 +83,30 @@ def check_deployable(spec: CandidateSpec, target: Target) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(spec, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(spec, name)}")
+    if target.runtime == "tflm":
+        from search.kernels import kernel_set
+
+        kernels = kernel_set(target.core).name
+        refusal = _KERNEL_REFUSALS.get((kernels, spec.precision, spec.family))
+        if refusal is not None:
+            raise CandidateError(
+                f"{spec.family} at {spec.precision} cannot run on {target.name}'s {kernels} kernels: {refusal}"
+            )
+
+
+def check_device_kernels(model: bytes, target: Target) -> None:
+    """Refuse a converted .tflite that the kernels of ``target``'s core cannot run (CandidateError)."""
+    from search.kernels import device_kernel_problems, kernel_set
+
+    if target.runtime != "tflm":
+        return
+    problems = device_kernel_problems(model, target.core)
+    if problems:
+        kernels = kernel_set(target.core).name
+        raise CandidateError(
+            f"the converted model cannot run on {target.name} ({target.core}, {kernels} kernels): "
+            + "; ".join(problems)
+        )
 
 
 @contextmanager
@@ -201,7 +231,9 @@ def evaluate_candidate(
             to_onnx(model, spec.precision, x_rep, artifact)
         else:
             artifact = out_dir / "model.tflite"
-            artifact.write_bytes(to_tflite(model, spec.precision, x_rep))
+            tflite = to_tflite(model, spec.precision, x_rep)
+            check_device_kernels(tflite, target)
+            artifact.write_bytes(tflite)
     np.savez(out_dir / "val_samples.npz", x=x_val[:VAL_SAMPLES].astype(np.float32), y=dataset.y_val[:VAL_SAMPLES])
 
     with _stage(seconds, "measure", progress):
@@ -251,6 +283,9 @@ def remeasure(artifacts_dir: Path, target: Target) -> CandidateResult:
     """
     stored = load_result(artifacts_dir)
     check_deployable(stored.spec, target)
+    tflite = Path(artifacts_dir) / "model.tflite"
+    if target.runtime == "tflm" and tflite.is_file():
+        check_device_kernels(tflite.read_bytes(), target)
     samples = np.load(Path(artifacts_dir) / "val_samples.npz")
     deployment = measure_deployment(Path(artifacts_dir), target, samples["x"][0])
     figures = dict(deployment.figures)

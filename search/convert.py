@@ -5,8 +5,10 @@
   quantisation-aware model, and int16x8 (int16 activations, int8 weights).
 * ONNX (ONNX Runtime targets): tf2onnx from the Keras model (float32), then
   ``onnxruntime.quantization.quantize_static`` (QDQ) for int8 / int16x8 with the representative
-  set, or ``onnxruntime.transformers.float16`` for float16. A quantisation-aware model converts
-  through tf2onnx, which turns its fake-quant nodes into QuantizeLinear/DequantizeLinear pairs.
+  set, or ``onnxruntime.transformers.float16`` for float16. A quantisation-aware model (``int8_qat``)
+  converts through tf2onnx, which keeps its weights in float and turns its activation fake-quant
+  nodes into QuantizeLinear/DequantizeLinear pairs; those pairs are removed and the QAT-trained
+  float graph is quantised like ``int8`` (int8 weights and activations, QDQ).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def to_tflite(model: tf_keras.Model, precision: str, x_rep: np.ndarray) -> bytes
     """Convert ``model`` to a .tflite flatbuffer at ``precision``.
 
     ``int8`` and ``int8_qat`` give full-integer models with int8 input and output (what TFLite
-    Micro and CMSIS-NN want); ``int16x8`` keeps int16 input/output.
+    Micro and CMSIS-NN want); ``int16x8`` keeps int16 input/output and quantises dense
+    (FULLY_CONNECTED) weights per tensor, the only int16 form CMSIS-NN runs
+    (``search.kernels`` checks the result).
     """
     tf = _lazy.tensorflow()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -54,6 +58,10 @@ def to_tflite(model: tf_keras.Model, precision: str, x_rep: np.ndarray) -> bytes
         converter.inference_output_type = tf.int8
     elif precision == "int16x8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        # CMSIS-NN's FULLY_CONNECTED takes per-channel weights only with int8 input
+        # (kernels/cmsis_nn/fully_connected.cc, Prepare); TF 2.21 quantises dense layers per channel
+        # by default. Per-tensor dense weights run on both the reference and the CMSIS-NN kernels.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         converter.representative_dataset = _representative(x_rep)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -88,18 +96,23 @@ def to_onnx(model: tf_keras.Model, precision: str, x_rep: np.ndarray, out_path: 
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
     except Exception as exc:
         raise CandidateError(f"ONNX conversion failed: {_one_line(exc)}") from exc
-    if precision in ("float32", "int8_qat"):
+    if precision == "float32":
         onnx.save(proto, str(out_path))
         return
+    if precision == "int8_qat":
+        # tf2onnx keeps the QAT model's weights as float initializers (batch norm folded in) and
+        # turns only the activation fake-quant into QuantizeLinear/DequantizeLinear pairs: an int8
+        # model in name only. Drop those pairs and quantise the QAT-trained float graph for real.
+        _strip_fake_quant(proto)
     if precision == "float16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         onnx.save(convert_float_to_float16(proto, keep_io_types=True), str(out_path))
         return
-    if precision not in ("int8", "int16x8"):
+    if precision not in ("int8", "int8_qat", "int16x8"):
         raise CandidateError(f"unknown precision '{precision}'")
     quant = _lazy.require("onnxruntime.quantization")
-    activation = quant.QuantType.QInt8 if precision == "int8" else quant.QuantType.QInt16
+    activation = quant.QuantType.QInt16 if precision == "int16x8" else quant.QuantType.QInt8
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         onnx.save(proto, str(float_path))
@@ -115,6 +128,55 @@ def to_onnx(model: tf_keras.Model, precision: str, x_rep: np.ndarray, out_path: 
             )
         except Exception as exc:
             raise CandidateError(f"ONNX Runtime static quantisation ({precision}) failed: {_one_line(exc)}") from exc
+
+
+#: Ops that only move or reshape values: tf2onnx may put them between a QuantizeLinear and its DequantizeLinear.
+_LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+
+
+def _strip_fake_quant(proto: Any) -> None:
+    """Remove every QuantizeLinear ... DequantizeLinear pair from ``proto`` in place.
+
+    ``x -> Q -> [Reshape / Transpose ...] -> DQ -> y`` becomes ``x -> [Reshape / Transpose ...] -> y``;
+    an Identity keeps a graph output's name. Initializers left unused (the pairs' scales and zero
+    points) are removed.
+    """
+    onnx = _lazy.require("onnx")
+    graph = proto.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    dropped: set[int] = set()
+    identities = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(node.input[0])
+        while q is not None and q.op_type in _LAYOUT_OPS:
+            q = producer.get(q.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        dropped.update((id(node), id(q)))
+        rename[q.output[0]] = q.input[0]
+        if node.output[0] in outputs:
+            identities.append(onnx.helper.make_node("Identity", [node.input[0]], [node.output[0]]))
+        else:
+            rename[node.output[0]] = node.input[0]
+
+    def resolve(name: str) -> str:
+        while name in rename:
+            name = rename[name]
+        return name
+
+    keep = [n for n in graph.node if id(n) not in dropped] + identities
+    for node in keep:
+        for i, name in enumerate(node.input):
+            node.input[i] = resolve(name)
+    del graph.node[:]
+    graph.node.extend(keep)
+    used = {name for node in keep for name in node.input}
+    for init in [init for init in graph.initializer if init.name not in used]:
+        graph.initializer.remove(init)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -403,3 +403,71 @@ def parse_tflite(model: bytes) -> GraphInfo:
         outputs=tuple(info(i) for i in (sg.outputs if sg.outputs is not None else [])),
         model_bytes=len(model),
     )
+
+
+@dataclass(frozen=True)
+class OpTensor:
+    """One tensor as an operator sees it: TFLite type name (``"INT8"``), shape and quantisation."""
+
+    index: int
+    type: str
+    shape: tuple[int, ...]
+    scales: int  # number of quantisation scales: 0 (not quantised), 1 (per tensor) or one per channel
+    zero_points: tuple[int, ...]
+    scale: float | None  # the first scale
+    constant: bool
+
+
+@dataclass(frozen=True)
+class OperatorTensors:
+    """An operator of the main subgraph with its input and output tensors (``None``: optional input left out)."""
+
+    index: int
+    op: str
+    inputs: tuple[OpTensor | None, ...]
+    outputs: tuple[OpTensor, ...]
+
+
+def read_operators(model: bytes) -> tuple[OperatorTensors, ...]:
+    """Every operator of the main subgraph of ``model`` with the types and quantisation of its tensors.
+
+    The bytes are checked with :func:`parse_tflite` first (same errors); TensorFlow is not imported.
+    """
+    model = bytes(model)
+    parse_tflite(model)
+    schema = _schema()
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    sg = m.subgraphs[0]
+    tensors = list(sg.tensors or [])
+    buffers = list(m.buffers or [])
+    type_names = _enum_names("TensorType")
+    op_names = _enum_names("BuiltinOperator")
+
+    def tensor(i: int) -> OpTensor:
+        t = tensors[i]
+        q = t.quantization
+        scales = 0 if q is None or q.scale is None else len(q.scale)
+        zps = () if q is None or q.zeroPoint is None else tuple(int(z) for z in q.zeroPoint)
+        b = t.buffer
+        const = 0 < b < len(buffers) and bool(_buffer_bytes(model, buffers[b]))
+        return OpTensor(
+            index=i,
+            type=type_names.get(t.type, f"type{t.type}"),
+            shape=_shape(t),
+            scales=scales,
+            zero_points=zps,
+            scale=float(q.scale[0]) if scales else None,
+            constant=const,
+        )
+
+    out: list[OperatorTensors] = []
+    for index, operator in enumerate(sg.operators or []):
+        code = m.operatorCodes[operator.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        op = op_names.get(builtin, f"OP_{builtin}")
+        if op == "CUSTOM":
+            op = "CUSTOM:" + (code.customCode.decode() if code.customCode else "?")
+        ins = tuple(tensor(i) if i >= 0 else None for i in (operator.inputs if operator.inputs is not None else []))
+        outs = tuple(tensor(i) for i in (operator.outputs if operator.outputs is not None else []) if i >= 0)
+        out.append(OperatorTensors(index=index, op=op, inputs=ins, outputs=outs))
+    return tuple(out)

@@ -143,3 +143,53 @@ def test_infer_and_benchmark_scripts_run(candidates: dict[str, Path], tmp_path: 
     p99 = float(re.search(r"p99: ([0-9.]+) ms", out).group(1))  # type: ignore[union-attr]
     assert 0.0 < p50 <= p99 < 1000.0
     assert "provider: CPUExecutionProvider" in out and "runs: 50 after 5 warm-up" in out
+
+
+def _as_factory_writes_it(src: Path, dest: Path, names: list[str], target: str | None = None) -> Path:
+    """A copy of a fixture folder whose result.json stores class names as the candidate factory does
+    (``dataset.classes``, from :meth:`search.data.Dataset.describe`), optionally for another target."""
+    import shutil
+
+    from search.targets import get_target
+
+    shutil.copytree(src, dest)
+    result = json.loads((dest / "result.json").read_text())
+    result["dataset"].pop("class_names")
+    result["dataset"]["classes"] = names
+    if target is not None:
+        result["target"] = get_target(target).to_dict()
+    (dest / "result.json").write_text(json.dumps(result))
+    return dest
+
+
+@pytest.mark.slow
+def test_dataset_class_names_reach_labels_and_tflm_figures_are_labelled(
+    candidates: dict[str, Path], tmp_path: Path
+) -> None:
+    from firmware_export import export_onnx_bundle, export_tflm_bundle
+
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    folder = _as_factory_writes_it(candidates["int8"], tmp_path / "cand", names)
+    onnx_dir = unzip(export_onnx_bundle(folder, tmp_path / "o.zip").path, tmp_path / "o")
+    assert (onnx_dir / "labels.txt").read_text().splitlines() == names
+    meta = json.loads((onnx_dir / "metadata.json").read_text())
+    assert meta["bundle"]["class_names"] == names
+    # The trial was a TFLite Micro one (stm32l552): its figures describe model.tflite, not the .onnx.
+    assert meta["figures"] == {}
+    moved = meta["tflite_figures"]
+    assert moved["describes"] == "model.tflite of the candidate on stm32l552 (tflm), not this model.onnx"
+    assert set(moved["figures"]) == {"accuracy", "keras_accuracy", "flash_kb", "latency_ms"}
+    readme = (onnx_dir / "README.md").read_text()
+    assert (
+        "**These figures describe model.tflite of the candidate on stm32l552 (tflm), not this model.onnx.**" in readme
+    )
+    tflm_dir = unzip(export_tflm_bundle(folder, tmp_path / "t.zip").path, tmp_path / "t")
+    settings = (tflm_dir / "model_settings.h").read_text()
+    assert all(f'"{name}",' in settings for name in names) and "class_0" not in settings
+    assert json.loads((tflm_dir / "metadata.json").read_text())["bundle"]["class_names"] == names
+    # A candidate searched for an ONNX Runtime board keeps its figures: they were measured on its .onnx.
+    own = _as_factory_writes_it(candidates["int8"], tmp_path / "pi", names, target="raspberry-pi-4")
+    meta = json.loads(
+        (unzip(export_onnx_bundle(own, tmp_path / "p.zip").path, tmp_path / "p") / "metadata.json").read_text()
+    )
+    assert set(meta["figures"]) == set(moved["figures"]) and "tflite_figures" not in meta

@@ -276,15 +276,31 @@ def test_op_resolver_lists_exactly_the_models_ops(int8_bundle: tuple[Path, objec
 
 
 def check_resolver(folder: Path) -> list[str]:
-    from search.tflite_graph import parse_tflite, resolver_method_name
+    from search.tflite_graph import parse_tflite, read_operators, resolver_method_name
 
     header = (folder / "model_op_resolver.h").read_text()
-    calls = re.findall(r"resolver\.(Add\w+)\(\)", header)
+    found = re.findall(r"resolver\.(Add\w+)\((?:tflite::(Register_\w+)\(\))?\)", header)
+    calls = [method for method, _ in found]
     n = int(constant(header, "kNumModelOps"))
     assert "MicroMutableOpResolver<kNumModelOps>" in header and "AllOpsResolver" not in header
-    ops = parse_tflite((folder / "model.tflite").read_bytes()).ops
+    model = (folder / "model.tflite").read_bytes()
+    ops = parse_tflite(model).ops
     assert n == len(ops) == len(calls) == len(set(calls))
     assert calls == [resolver_method_name(op) for op in ops]
+    # Type-specific kernels where every use of the op has the types they take; generic otherwise.
+    wanted = {}
+    for node in read_operators(model):
+        types = tuple(t.type if t else "-" for t in (*node.inputs[:2], node.outputs[0]))
+        wanted.setdefault(node.op, set()).add(types)
+    for op, (_, variant) in zip(ops, found, strict=True):
+        if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and wanted[op] == {("INT8", "INT8", "INT8")}:
+            assert variant == f"Register_{op}_INT8"
+        elif op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and wanted[op] == {("INT16", "INT8", "INT16")}:
+            assert variant == f"Register_{op}_INT16"
+        elif any("FLOAT32" in t for t in wanted[op]) or op == "RESHAPE":
+            assert variant == ""
+    meta = json.loads((folder / "metadata.json").read_text())["bundle"]["op_resolver"]
+    assert meta["methods"] == calls and len(meta["registrations"]) == n
     return list(ops)
 
 

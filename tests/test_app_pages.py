@@ -244,7 +244,7 @@ def test_search_page_dataset_inputs(empty_workdir: Path) -> None:
     at = _app()
     at.radio(key="f_data_kind").set_value("path").run()
     at.text_input(key="f_data_path").input("../outside.npz").run()
-    assert "must stay inside" in at.error[0].value
+    assert "must be inside the working folder" in at.error[0].value
     np.savez(empty_workdir / "flat.npz", x=rng.random((40, 5)).astype(np.float32), y=np.arange(40) % 2)
     at.text_input(key="f_data_path").input("flat.npz").run()
     assert "expected x with 3 dims (N, H, W) or 4 dims (N, H, W, C), found shape (40, 5)" in at.error[0].value

@@ -158,8 +158,13 @@ class _Reader:
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{full} must be a number, got {type(value).__name__} {value!r} {self.where(full)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{full} must be a finite number, got {value!r} {self.where(full)}")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float (TOML integers are unbounded here)
+            finite = False
+        if not finite:
+            shown = f"{value!r}" if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+            raise ConfigError(f"{full} must be a finite number, got {shown} {self.where(full)}")
         if (strict and value <= minimum) or (not strict and value < minimum):
             op = ">" if strict else ">="
             raise ConfigError(f"{full} must be {op} {minimum:g}, got {value:g} {self.where(full)}")

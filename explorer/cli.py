@@ -54,9 +54,17 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    threading.excepthook = _thread_excepthook
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_hook, threading.excepthook = threading.excepthook, _thread_excepthook
+    try:
+        return _run(args)
+    finally:
+        threading.excepthook = previous_hook
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``args.run(args)`` with every expected failure turned into one line and an exit status."""
     try:
         return int(args.run(args))
     except TinyfrontError as exc:

@@ -159,7 +159,8 @@ def _optimize_until(
 
 
 def _worker_seed(config: StudyConfig, study: optuna.Study, index: int) -> int:
-    return config.seed + 1000 * index + len(study.get_trials(deepcopy=False))
+    """The sampler seed of worker ``index``, wrapped into the 32-bit range the samplers accept."""
+    return (config.seed + 1000 * index + len(study.get_trials(deepcopy=False))) % 2**32
 
 
 def run_worker(

@@ -113,6 +113,17 @@ def test_search_space_refuses_non_finite_values() -> None:
                 SearchSpace(**{field: bad})
 
 
+def test_worker_seeds_stay_32_bit(tmp_path: Path) -> None:
+    from search.workers import _worker_seed, make_sampler
+
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path / 's.db'}"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    config = StudyConfig(target=get_target("nucleo-f446re"), seed=2**32 - 1)
+    seed = _worker_seed(config, study, 2)
+    assert seed == (2**32 - 1 + 2000 + 3) % 2**32 == 2002
+    make_sampler("random", seed).sample_independent(study, study.trials[0], "x", study.trials[0].distributions["x"])
+
+
 # ---------------------------------------------------------------- item 7 and 9: names and paths
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.commands._args import study_name
+from explorer.commands._args import nonnegative_int, positive_int, study_name
 from explorer.commands.search import add_heartbeat_arguments
 from explorer.progress import search_progress
 
@@ -19,10 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join an existing study and run its trials (one process)")
     p.add_argument("--study", required=True, type=study_name, help="study name")
     p.add_argument("--storage", required=True, help="Optuna storage URL shared by all workers")
-    p.add_argument("--trials", type=int, help="total trials in the study (default: the budget the search recorded)")
+    p.add_argument(
+        "--trials", type=positive_int, help="total trials in the study (default: the budget the search recorded)"
+    )
     p.add_argument("--data", help="dataset path on this machine, if it differs from the recorded one")
     p.add_argument("--artifacts", help="artifacts root on this machine (default: the recorded one)")
-    p.add_argument("--index", type=int, default=1, help="worker number, varies the sampler seed (default: 1)")
+    p.add_argument(
+        "--index", type=nonnegative_int, default=1, help="worker number, varies the sampler seed (default: 1)"
+    )
     add_heartbeat_arguments(p)
     p.set_defaults(run=run)
 

@@ -4,8 +4,8 @@ Each property: whatever the input, the loader returns a result that satisfies it
 raises one tinyfront error (a ``TinyfrontError``); never another exception, never a crash. The
 generators and the outcome classifier are ``benchmarks/fuzz_loaders.py``'s (that script runs a
 larger budget). Derandomised (fixed examples every run), no example database, small budgets: the
-file runs in under two minutes on 2 busy cores. The .tflite cases run in a child process, so a crash fails the test
-instead of killing pytest.
+file runs in under two minutes on 2 busy cores. The .tflite cases run in a child process, so a
+crash fails the test instead of killing pytest.
 """
 
 from __future__ import annotations

@@ -526,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget by this")
     parser.add_argument("--examples", type=int, default=3, help="show this many details per bad kind")
+    parser.add_argument("--loaders", default="targets.toml,npz,image folder,tflite", help="comma-separated subset")
     parser.add_argument("--save-bad", type=Path, help="write .tflite inputs that crashed or raised uncaught here")
     parser.add_argument("--tflite-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -536,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Outcome]] = {}
     with tempfile.TemporaryDirectory(prefix="tinyfront-fuzz-") as tmp:
         folder = Path(tmp)
-        for name in ("targets.toml", "npz", "image folder"):
+        chosen = [name.strip() for name in args.loaders.split(",")]
+        for name in [n for n in ("targets.toml", "npz", "image folder") if n in chosen]:
             rng = np.random.default_rng([args.seed, len(name)])
             n = max(1, round(budget[name] * args.scale))
             start = time.perf_counter()
@@ -552,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
                     outcomes.append(run_image_case(rng, case))
             results[name] = outcomes
             print(_summarise(name, outcomes, time.perf_counter() - start), flush=True)
-        if MLPERF.is_dir():
+        if "tflite" not in chosen:
+            pass
+        elif MLPERF.is_dir():
             rng = np.random.default_rng([args.seed, 7])
             bases = {b: (MLPERF / b).read_bytes() for b in TFLITE_BASES}
             models = [random_tflite(rng, bases) for _ in range(max(1, round(budget["tflite"] * args.scale)))]
@@ -568,9 +572,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tflite        skipped: MLPerf Tiny models not found at {MLPERF}")
     for name, outcomes in results.items():
         for kind in ("uncaught", "crash", "contained", "accepted_invalid"):
-            shown = Counter(o.detail for o in outcomes if o.kind == kind).most_common(args.examples)
-            for detail, count in shown:
-                print(f"  {name} {kind} x{count}: {detail[:300]}")
+            bad = [o.detail for o in outcomes if o.kind == kind]
+            examples: dict[str, str] = {}
+            for detail in bad:  # grouped by what failed (exception type and place, or the invariant)
+                what = detail.split(":")[0] + " at " + detail.rsplit("(", 1)[-1].rstrip(")")
+                examples.setdefault(what if kind == "uncaught" else detail.split(" = ")[0], detail)
+            groups = Counter(
+                d.split(":")[0] + " at " + d.rsplit("(", 1)[-1].rstrip(")") if kind == "uncaught" else d.split(" = ")[0]
+                for d in bad
+            )
+            for group, count in groups.most_common():
+                example = examples[group]
+                print(f"  {name} {kind} x{count}: {group}  e.g. {example[:200]}")
     return 0
 
 

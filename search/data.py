@@ -242,12 +242,16 @@ def load_image_folder(
     pil_mode = "L" if color_mode == "grayscale" else "RGB"
     images: list[np.ndarray] = []
     labels: list[int] = []
+    real_root = root.resolve()
     for label, class_dir in enumerate(class_dirs):
+        _check_inside(class_dir, real_root, root)
         files = sorted(
             p
             for p in class_dir.rglob("*")
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         )
+        for file in files:
+            _check_inside(file, real_root, root)
         if not files:
             raise DataError(
                 f"expected {', '.join(IMAGE_SUFFIXES)} images in class folder {class_dir}, found none (empty class)"
@@ -260,6 +264,15 @@ def load_image_folder(
     ys = np.asarray(labels, dtype=np.int64)
     classes = tuple(p.name for p in class_dirs)
     return _from_float_arrays(xs, ys, f"images:{root.name}", classes, seed, val_fraction, f"folder {root}")
+
+
+def _check_inside(entry: Path, real_root: Path, root: Path) -> None:
+    """Refuse a class folder or image that is (or passes through) a link leading outside the dataset folder."""
+    if not entry.resolve().is_relative_to(real_root):
+        raise DataError(
+            f"{entry} leads outside the dataset folder {root} (a symbolic link to {entry.resolve()}); "
+            "copy the images into the folder instead"
+        )
 
 
 def _read_image(file: Path, pil_mode: str, size: tuple[int, int]) -> np.ndarray:

@@ -381,3 +381,24 @@ def test_decompression_bomb_png_is_a_clean_error(tmp_path: Path) -> None:
     expect(r"found 5000x5000 in .*bomb\.png", load_image_folder, tmp_path / "imgs")
     png_header_only(tmp_path / "imgs" / "b" / "bomb.png", 30, 30)  # small, but its pixel data is cut short
     expect(r"could not open .*bomb\.png: \w+", load_image_folder, tmp_path / "imgs")
+
+
+def test_image_folder_refuses_links_leading_outside(tmp_path: Path) -> None:
+    from PIL import Image
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(outside / f"{i}.png")
+    root = tmp_path / "data"
+    (root / "cats").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(np.full((8, 8), 30 * i, dtype=np.uint8)).save(root / "cats" / f"{i}.png")
+    (root / "dogs").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DataError, match=r"dogs leads outside the dataset folder .*symbolic link to .*outside"):
+        load_image_folder(root)
+    (root / "dogs").unlink()
+    (root / "dogs").mkdir()
+    (root / "dogs" / "0.png").symlink_to(outside / "0.png")
+    with pytest.raises(DataError, match=r"0\.png leads outside the dataset folder"):
+        load_image_folder(root)

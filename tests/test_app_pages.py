@@ -488,6 +488,14 @@ def test_analysis_page_uses_optuna_plots(workdir: Path) -> None:
     drawn = par.to_json()
     assert all(name in drawn for name in ("latency p50 (ms)", "width", "sparsity", "precision")), axes
     assert len(par.data) >= info.complete  # one line per finished trial (plus the axes)
+    # Flash follows the width (bigger model, more bytes), not the sparsity (stored densely): the
+    # importance says so. Bars are drawn ascending, so the last one is the most important.
+    imp = analysis.importance_figure(study, info, "flash_kb")
+    assert imp.data[0].y[-1] == "width" and imp.data[0].x[-1] > 0.5
+    light = analysis.light_study(study)  # what the plots get: same values and constraints, no results
+    first = next(t for t in study.trials if t.state.name == "COMPLETE")
+    assert (light.trials[0].values, light.trials[0].constraints) == (first.values, first.constraints)
+    assert light.trials[0].user_attrs == {} and len(light.trials) == info.complete
     at = _app("analysis")
     titles = [h.value for h in at.subheader]
     assert titles == ["Hypervolume over trials", "Parameter importance", "Parallel coordinates"]

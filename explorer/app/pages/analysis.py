@@ -65,7 +65,7 @@ left, right = st.columns([2, 3], gap="large")
 with left:
     st.subheader("Parameter importance")
     if info.can_rank_params:
-        with st.spinner("Ranking parameters (fANOVA)..."):
+        with st.spinner("Ranking parameters (Optuna PED-ANOVA)..."):
             fig = _figure("importance", state.storage_url(), study, info.complete, objective)
             st.plotly_chart(fig, width="stretch", key="importance")
     else:

@@ -125,7 +125,7 @@ def test_cli_targets_table(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith("stm32l552"))
-    assert line.split()[:8] == ["stm32l552", "cortex-m33", "110", "MHz", "512", "KB", "256", "KB"]
+    assert line.split()[:8] == ["stm32l552", "cortex-m33", "110", "MHz", "512", "KiB", "256", "KiB"]
     assert main(["targets", "--targets", str(write(tmp_path, GOOD.replace("flash_kb = 512", "flash_kb = 0")))]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tinyfront: error: flash_kb must be > 0, got 0 (my_targets.toml, target 'board', key 'flash_kb')"]

@@ -54,8 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--finetune-epochs", type=nonnegative_int, default=2, help="pruning / QAT fine-tune epochs (default: 2)"
     )
-    p.add_argument("--flash-budget", type=positive_float, metavar="KB", help="override the target's model flash budget")
-    p.add_argument("--sram-budget", type=positive_float, metavar="KB", help="override the target's model SRAM budget")
+    p.add_argument(
+        "--flash-budget", type=positive_float, metavar="KIB", help="override the target's model flash budget (KiB)"
+    )
+    p.add_argument(
+        "--sram-budget", type=positive_float, metavar="KIB", help="override the target's model SRAM budget (KiB)"
+    )
     p.add_argument("--latency-budget", type=positive_float, metavar="MS", help="override the target's latency budget")
     p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS_ROOT, help="artifacts root folder")
     add_heartbeat_arguments(p)

@@ -19,7 +19,7 @@ def _kb(value: float) -> str:
         return f"{value / 1024 / 1024:g} GB"
     if value >= 4096:
         return f"{value / 1024:g} MB"
-    return f"{value:g} KB"
+    return f"{value:g} KiB"
 
 
 def run(args: argparse.Namespace) -> int:

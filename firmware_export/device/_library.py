@@ -42,8 +42,9 @@ _OP_KERNELS: dict[str, tuple[str, ...]] = {
     "ADD": ("add",),
 }
 
-#: Seconds a whole-library build may take before it is stopped (2 cores, the whole tree: ~5 min).
-LIBRARY_TIMEOUT_S = 1800.0
+#: Seconds a library build may take before it is stopped (2 idle cores, the whole tree: ~5 min; a
+#: loaded machine takes many times longer). $TINYFRONT_BUILD_TIMEOUT overrides it.
+LIBRARY_TIMEOUT_S = float(os.environ.get("TINYFRONT_BUILD_TIMEOUT", "3600"))
 
 
 def kernels_for_ops(ops: Iterable[str]) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,21 +64,26 @@ def run(
 ) -> Completed:
     """Run ``args`` in a child process; a missing program or a timeout comes back as a DeviceError."""
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             list(args),
             cwd=cwd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            timeout=timeout,
             env=None if env is None else {**os.environ, **env},
-            check=False,
+            start_new_session=True,  # its own process group: a timeout stops the compilers make started too
         )
-    except subprocess.TimeoutExpired:
-        raise DeviceError(f"{what} did not finish within {timeout:g} s (stopped): a hang or a too-slow build") from None
     except OSError as exc:
         raise DeviceError(f"{what} could not start: {exc}") from None
-    return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise DeviceError(f"{what} did not finish within {timeout:g} s (stopped): a hang or a too-slow build") from None
+    return Completed(tuple(args), proc.returncode, stdout, stderr)
 
 
 def run_ok(

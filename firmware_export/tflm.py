@@ -43,6 +43,7 @@ class BuildRequest:
 
     tflm_dir: Path | None = None  # None: $TINYFRONT_TFLM_DIR
     cache_dir: Path | None = None  # None: $TINYFRONT_BUILD_CACHE or ~/.cache/tinyfront/tflm
+    kernels: tuple[str, ...] | None = None  # kernel stems to compile; None: the model's own operators
 
 
 def export_tflm_bundle(
@@ -90,7 +91,7 @@ def _build_and_verify(
     source = {name: body for name, body in files.items() if name not in ("README.md", "metadata.json")}
     return build_and_verify(
         source, flags.core, list(bundle["ops"]), expected, dtype, arena_size,
-        tree=build.tflm_dir, cache_dir=build.cache_dir,
+        tree=build.tflm_dir, cache_dir=build.cache_dir, kernels=build.kernels,
     )  # fmt: skip
 
 

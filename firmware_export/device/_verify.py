@@ -73,8 +73,11 @@ def build_and_verify(
     *,
     tree: Path | str | None,
     cache_dir: Path | None = None,
+    kernels: tuple[str, ...] | None = None,
 ) -> tuple[Verification, dict[str, bytes]]:
     """Build ``files`` (a TFLM bundle) for ``core``, run it in QEMU, return the proof and the prebuilt files.
+
+    ``kernels``: the kernel stems libtflm.a is compiled with (None: the model's operators only).
 
     The returned files (zip names): ``prebuilt/<core>/libtinyfront_model.a``, the QEMU image
     ``prebuilt/<core>/tinyfront_model_<board>.elf`` and the start-up code and linker script it
@@ -86,7 +89,9 @@ def build_and_verify(
         raise DeviceError(f"{root} is not a CMSIS-NN tree (no third_party/cmsis_nn): --build needs one for Cortex-M")
     need_tool("arm-none-eabi-gcc", "to cross-compile the bundle (--build)")
     need_tool("qemu-system-arm", "to verify the image before the bundle is written (--build)")
-    lib = build_library(root, board, cache_dir or default_cache_dir(), kernels=kernels_for_ops(ops))
+    if kernels is not None and not set(kernels_for_ops(ops)) <= set(kernels):
+        raise DeviceError(f"the kernels {sorted(kernels)} miss some of the model's operators {ops}")
+    lib = build_library(root, board, cache_dir or default_cache_dir(), kernels=kernels or kernels_for_ops(ops))
     with tempfile.TemporaryDirectory(prefix="tinyfront_build_") as tmp:
         folder = Path(tmp) / "bundle"
         folder.mkdir()

@@ -422,3 +422,36 @@ def test_cmake_without_a_tree_fails_clearly_offline(device_tools: None, tmp_path
     assert done.status != 0
     assert "TFLM_DIR is not set and https://github.com/tensorflow/tflite-micro.git cannot be reached" in text
     assert "fetch tflite-micro at 90b983c2b3f1480642e040bbd2ddb37b998f3424: pass -DTFLM_DIR=" in text, text[-2000:]
+
+
+def test_parse_run_reads_what_main_cc_prints() -> None:
+    """No tools needed: the harness's reading of main.cc's lines (hex chunks of 64 bytes, arena, verdict)."""
+    from firmware_export.device import parse_run
+
+    raw = bytes(range(200))
+    lines = [f"output hex {o}: {raw[o : o + 64].hex()}" for o in range(0, 200, 64)]
+    text = "\r\n".join(["arena: 22820 of 25552 bytes used", *lines, "inference time: 7699 us", "tinyfront check: PASS"])
+    run = parse_run("mps2-an386", 0, text)
+    assert (run.arena_used, run.arena_size, run.time_us, run.output) == (22820, 25552, 7699, raw)
+    assert run.passed and run.reason is None
+    crashed = parse_run("mps3-an547", 3, "arena: 1 of 2 bytes used\r\ntinyfront fault: HardFault\r\n")
+    assert not crashed.passed and crashed.output is None
+    assert crashed.reason == "the program crashed on mps3-an547 (HardFault)"
+    failed = parse_run("host", 2, text.replace("PASS", "FAIL"))
+    assert not failed.passed and failed.reason is not None and "status 2" in failed.reason
+
+
+def test_kernels_and_boards() -> None:
+    from firmware_export.device import BOARDS, DeviceError, board_for_core, kernels_for_ops, qemu_command
+    from search.errors import ExportError
+
+    ops = ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert kernels_for_ops(ops) == ["conv", "depthwise_conv", "fully_connected", "pooling", "reshape", "softmax"]
+    assert {b.core: b.name for b in BOARDS.values()} == {core: board for core, board in CORES.items()}
+    assert board_for_core("cortex-m55").float_flags == "-mfpu=auto -mfloat-abi=hard"
+    with pytest.raises(DeviceError, match="no QEMU board emulates core 'cortex-m85'") as info:
+        board_for_core("cortex-m85")
+    assert isinstance(info.value, ExportError)
+    cmd = qemu_command(Path("x.elf"), BOARDS["mps2-an505"])
+    assert cmd[:5] == ["qemu-system-arm", "-M", "mps2-an505", "-cpu", "cortex-m33"]
+    assert "enable=on,target=native" in cmd and cmd[-2:] == ["-kernel", "x.elf"]

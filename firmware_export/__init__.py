@@ -4,10 +4,11 @@ from firmware_export._bundle import BundleInfo
 from firmware_export.api import FORMATS, export_tflite_file, export_trial
 from firmware_export.locate import trial_artifacts
 from firmware_export.onnx_bundle import export_onnx_bundle
-from firmware_export.tflm import export_tflm_bundle
+from firmware_export.tflm import BuildRequest, export_tflm_bundle
 
 __all__ = [
     "FORMATS",
+    "BuildRequest",
     "BundleInfo",
     "export_onnx_bundle",
     "export_tflite_file",

@@ -8,9 +8,11 @@ of constants, a ``MicroMutableOpResolver<N>`` with exactly the model's operators
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,24 +28,72 @@ from search.errors import ExportError, MeasurementError
 from search.targets import Target
 from search.tflite_graph import GraphInfo, TensorInfo
 
+if TYPE_CHECKING:
+    from firmware_export.device import Verification
+
 _BYTES_PER = {"float32": 4, "int8": 1, "uint8": 1, "int16": 2}
 
+#: tflite-micro commit the CMake file fetches when no tree is given (the commit the shared test trees
+#: and the device checks were made from).
+TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 
-def export_tflm_bundle(artifacts_dir: Path, out_zip: Path, *, force: bool = False) -> BundleInfo:
-    """Write the TFLite Micro bundle of the candidate in ``artifacts_dir`` to ``out_zip``."""
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """``export --build``: the TFLite Micro tree (CMSIS-NN) to build with and where libraries are cached."""
+
+    tflm_dir: Path | None = None  # None: $TINYFRONT_TFLM_DIR
+    cache_dir: Path | None = None  # None: $TINYFRONT_BUILD_CACHE or ~/.cache/tinyfront/tflm
+    kernels: tuple[str, ...] | None = None  # kernel stems to compile; None: the model's own operators
+
+
+def export_tflm_bundle(
+    artifacts_dir: Path, out_zip: Path, *, force: bool = False, build: BuildRequest | None = None
+) -> BundleInfo:
+    """Write the TFLite Micro bundle of the candidate in ``artifacts_dir`` to ``out_zip``.
+
+    ``build``: compile it for the target's core and verify the image in QEMU first (``--build``).
+    """
     out = check_output(out_zip, force)
     cand = load_candidate(Path(artifacts_dir))
     if cand.tflite is None:
         raise ExportError(f"artifacts folder {cand.source} has no model.tflite, which a TFLite Micro bundle needs")
     cand.need("spec")
     cand.need("dataset")
-    return write_tflm_bundle(cand, out, cand.target)
+    return write_tflm_bundle(cand, out, cand.target, build)
 
 
-def write_tflm_bundle(cand: Candidate, out: Path, target: Target | None) -> BundleInfo:
-    """Build every file of the bundle for ``cand`` and zip them to ``out`` (already checked)."""
+def write_tflm_bundle(
+    cand: Candidate, out: Path, target: Target | None, build: BuildRequest | None = None
+) -> BundleInfo:
+    """Build every file of the bundle for ``cand`` and zip them to ``out`` (already checked).
+
+    With ``build``, the bundle is first compiled for the target's core and its image run in QEMU;
+    the zip gets the prebuilt library and image and says "built and verified" only then.
+    """
     files, arena_size = tflm_files(cand, target)
+    if build is not None:
+        verification, prebuilt = _build_and_verify(files, target, arena_size, build)
+        files, _ = tflm_files(cand, target, verification=verification.to_dict(), extra_files=prebuilt)
     return write_zip(out, files, fmt="tflm", arena_size=arena_size)
+
+
+def _build_and_verify(
+    files: dict[str, bytes], target: Target | None, arena_size: int, build: BuildRequest
+) -> tuple[Verification, dict[str, bytes]]:
+    from firmware_export.device import build_and_verify
+
+    flags = build_flags(target)
+    if flags.default_platform != "cortex-m":
+        raise ExportError(f"--build makes a Cortex-M image; target core {flags.core} is not a Cortex-M")
+    bundle = json.loads(files["metadata.json"])["bundle"]
+    dtype = bundle["output"]["dtype"]
+    expected = np.asarray(bundle["test_input"]["host_output_raw"], dtype=dtype).tobytes()
+    source = {name: body for name, body in files.items() if name not in ("README.md", "metadata.json")}
+    return build_and_verify(
+        source, flags.core, list(bundle["ops"]), expected, dtype, arena_size,
+        tree=build.tflm_dir, cache_dir=build.cache_dir, kernels=build.kernels,
+    )  # fmt: skip
 
 
 def _graph(model: bytes) -> GraphInfo:
@@ -82,8 +132,31 @@ def _check_runs_on_tflm(model: bytes, graph: GraphInfo) -> list[str]:
     return methods
 
 
-def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes], int]:
-    """All files of the bundle (name -> bytes) and ``kTensorArenaSize``."""
+def _check_device_kernels(model: bytes, core: str) -> None:
+    """Refuse a model the core's own kernels (CMSIS-NN on Cortex-M) would reject in ``AllocateTensors``."""
+    from search.kernels import device_kernel_problems, kernel_set
+
+    try:
+        problems = device_kernel_problems(model, core)
+    except MeasurementError as exc:
+        raise ExportError(f"model.tflite cannot be read: {exc}") from None
+    if problems:
+        raise ExportError(
+            f"model.tflite would not run with the {kernel_set(core).name} kernels of {core}: {'; '.join(problems)}"
+        )
+
+
+def tflm_files(
+    cand: Candidate,
+    target: Target | None,
+    *,
+    verification: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> tuple[dict[str, bytes], int]:
+    """All files of the bundle (name -> bytes) and ``kTensorArenaSize``.
+
+    ``verification`` / ``extra_files``: what ``export --build`` ran and the prebuilt files it made.
+    """
     from search.tflm import measure_arena
 
     assert cand.tflite is not None
@@ -91,6 +164,7 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
     graph = _graph(model)
     _check_runs_on_tflm(model, graph)
     flags = build_flags(target)
+    _check_device_kernels(model, flags.core)
     regs = op_registrations(model, flags.core)
     try:
         measured = measure_arena(model)
@@ -133,6 +207,8 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
                 "output_bytes_values": c.c_bytes(test.host_output_raw.tobytes()),
             },
         ),
+        "tinyfront_model.h": render("tflm/tinyfront_model.h", {"version": version}),
+        "tinyfront_model.cc": render("tflm/tinyfront_model.cc", {"version": version}),
         "main.cc": render("tflm/main.cc", {"version": version}),
         "Makefile": render(
             "tflm/Makefile",
@@ -142,16 +218,23 @@ def tflm_files(cand: Candidate, target: Target | None) -> tuple[dict[str, bytes]
         ),
         "CMakeLists.txt": render(
             "tflm/CMakeLists.txt",
-            _pick(values, "version", "target_name", "core", "default_platform", "cpu", "float_flags"),
+            {
+                **_pick(values, "version", "target_name", "core", "default_platform", "cpu", "float_flags"),
+                "tflm_commit": TFLM_COMMIT,
+            },
         ),
     }
     files.update({name: body.encode("utf-8") for name, body in text.items()})
+    files.update(extra_files or {})
     files["README.md"] = _readme(
-        cand, graph, flags, measured.arena_bytes, measured.arena_bytes_32bit, margin, arena_size, test, values
-    ).encode()
-    files["metadata.json"] = json_bytes(
-        _metadata(cand, graph, regs, flags, measured.to_dict(), margin, arena_size, test, labels, files)
-    )
+        cand, graph, flags, measured.arena_bytes, measured.arena_bytes_32bit, margin, arena_size, test, values,
+        verification,
+    ).encode()  # fmt: skip
+    meta = _metadata(cand, graph, regs, flags, measured.to_dict(), margin, arena_size, test, labels, files)
+    meta["bundle"]["verification"] = verification or {
+        "status": "not built or run for this model where it was made (export without --build)"
+    }
+    files["metadata.json"] = json_bytes(meta)
     return files, arena_size
 
 
@@ -253,6 +336,7 @@ def _readme(
     arena_size: int,
     test: TestInput,
     values: dict[str, Any],
+    verification: dict[str, Any] | None,
 ) -> str:
     spec = cand.result.get("spec") or {}
     model_line = ", ".join(f"{k} {spec[k]}" for k in ("family", "width", "sparsity", "precision", "seed") if k in spec)
@@ -290,7 +374,7 @@ def _readme(
             "tflm_target_arch": flags.tflm_target_arch,
             "cpu_line": flags.cpu_line,
             "core_note": flags.note,
-            "checks": checks_text(arena_size, _tflm_package_version()),
+            "checks": checks_text(arena_size, _tflm_package_version(), verification),
         },
     )
 

@@ -192,6 +192,7 @@ def test_bundle_has_the_model_byte_for_byte(int8_bundle: tuple[Path, object], ca
     expected = {
         "model.tflite", "model_data.h", "model_data.cc", "model_settings.h", "model_op_resolver.h", "main.cc",
         "test_input.h", "test_input.cc", "CMakeLists.txt", "Makefile", "README.md", "metadata.json",
+        "tinyfront_model.h", "tinyfront_model.cc",
     }  # fmt: skip
     assert set(info.files) == expected  # type: ignore[attr-defined]
     assert {p.name for p in folder.iterdir()} == expected

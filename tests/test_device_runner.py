@@ -1,0 +1,144 @@
+"""The device runner: one firmware image per core measures a .tflite on the device's own code in QEMU.
+
+Fast tests check the blob layout and the parsing of the runner's lines; the slow ones build the
+runner from ``../shared/tflm/cmsis_nn`` (minutes on first use; set TINYFRONT_BUILD_CACHE to keep
+the library between runs) and run the MLPerf Tiny KWS model on Cortex-M4 and Cortex-M33.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.errors import MeasurementError
+
+TFLM_CMSIS = Path(__file__).resolve().parents[1].parent / "shared" / "tflm" / "cmsis_nn"
+
+#: KWS instructions per inference on Cortex-M4 at -O2 (../shared/tflm/README.md: "7.70 M at -O2").
+KWS_M4_O2_INSTRUCTIONS = 7.70e6
+
+
+def test_blob_layout() -> None:
+    from firmware_export.device.runner import pack_blob
+
+    blob = pack_blob(b"\x01" * 21, b"\x02\x03", check_arena=4096)
+    assert struct.unpack("<8I", blob[:32]) == (0x42524654, 1, 21, 2, 4096, 0, 0, 0)
+    assert blob[32:53] == b"\x01" * 21
+    assert blob[53:64] == b"\0" * 11  # the input starts 16-byte aligned
+    assert blob[64:] == b"\x02\x03"
+
+
+def test_parse_runner_lines() -> None:
+    from firmware_export.device.runner import parse_runner
+
+    text = "\n".join(
+        [
+            "tfr runner 1 timer_hz 25000000 arena_max 1048576",
+            "tfr allocate ok",
+            "tfr arena_used 23008",
+            "tfr arena_min 22832",
+            "tfr arena_check 22832 ok",
+            "tfr invoke ok",
+            "tfr invoke_ticks 1000000123",
+            "tfr stack_peak 1480",
+            "tfr output_bytes 0 3",
+            "tfr output_hex 0 0 80ff7f",
+            "tfr op 0 CONV_2D 1000",
+            "tfr op 1 SOFTMAX 3",
+            "tfr done",
+        ]
+    )
+    out = parse_runner("cortex-m4", "mps2-an386", 25_000_000, 0, text)
+    assert out.error is None
+    assert (out.allocated, out.invoked, out.arena_check) == (True, True, True)
+    assert (out.arena_used, out.arena_min, out.stack_peak) == (23008, 22832, 1480)
+    assert out.instructions == 1000000123 * 40  # 25 MHz SysTick under -icount shift=0: 40 instructions a tick
+    assert out.op_instructions == (("CONV_2D", 40000), ("SOFTMAX", 120))
+    assert out.outputs == (bytes([0x80, 0xFF, 0x7F]),)
+
+
+def test_allocation_failure_is_a_reason_not_an_exception() -> None:
+    from firmware_export.device.runner import parse_runner
+
+    text = "tfr runner 1 timer_hz 25000000 arena_max 1048576\n"
+    text += "Didn't find op for builtin opcode 'TANH'\ntfr allocate fail\n"
+    out = parse_runner("cortex-m4", "mps2-an386", 25_000_000, 2, text)
+    assert not out.allocated and out.instructions is None
+    assert out.error is not None and "TANH" in out.error
+
+
+def test_unknown_core_is_refused() -> None:
+    from search.device_runner import run_on_device
+
+    with pytest.raises(MeasurementError, match="cortex-m0"):
+        run_on_device(b"", "cortex-m0")
+
+
+def test_default_input_is_seeded(mlperf_dir: Path) -> None:
+    from search.device_runner import default_input
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    a, b = default_input(model), default_input(model)
+    assert a == b and len(a) == 49 * 10  # KWS: one int8 tensor of 1x49x10x1
+    assert default_input(model, seed=1) != a
+
+
+def _device_missing() -> str | None:
+    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
+        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
+    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = _device_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    env = os.environ.get("TINYFRONT_BUILD_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("runner_cache")
+
+
+def _reference_output(model: bytes, data: bytes) -> bytes:
+    from search.tflm import _runtime
+
+    interpreter = _runtime().Interpreter.from_bytes(model, arena_size=200_000)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.frombuffer(data, dtype=details["dtype"]).reshape(details["shape"]), 0)
+    interpreter.invoke()
+    return bytes(interpreter.get_output(0).tobytes())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m33"])
+def test_kws_on_the_device_runner(core: str, runner_cache: Path, mlperf_dir: Path) -> None:
+    from search.device_runner import run_on_device
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    first = run_on_device(model, core, tree=TFLM_CMSIS, cache_dir=runner_cache)
+    assert first.error is None, first.error
+    assert first.allocated and first.arena_min is not None and first.arena_used is not None
+    # The bisected minimum allocates, and is what TFLM itself reports as used (to the 16-byte step).
+    assert first.arena_min <= first.arena_used + 16
+    again = run_on_device(
+        model, core, first.input, tree=TFLM_CMSIS, cache_dir=runner_cache, check_arena=first.arena_min
+    )
+    assert again.arena_check is True  # the stated arena allocates with exactly that size
+    assert again.instructions == first.instructions  # instruction counts are deterministic
+    # Bit-exact against the tflite-micro Python interpreter (reference kernels) on the same input.
+    assert first.outputs[0] == _reference_output(model, first.input)
+    assert first.stack_peak is not None and 256 < first.stack_peak < 64 * 1024
+    assert first.instructions is not None
+    ops = [op for op, _ in first.op_instructions]
+    assert ops.count("CONV_2D") == 5 and ops.count("DEPTHWISE_CONV_2D") == 4 and ops[-1] == "SOFTMAX"
+    per_op = sum(n for _, n in first.op_instructions)
+    assert abs(per_op - first.instructions) / first.instructions < 0.01
+    if core == "cortex-m4":
+        assert abs(first.instructions / KWS_M4_O2_INSTRUCTIONS - 1) < 0.03, first.instructions

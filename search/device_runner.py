@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from search.errors import MeasurementError
+from search.figures import Figure
 
 #: Core classes with a runner (the QEMU boards' cores).
 RUNNER_CORES: tuple[str, ...] = ("cortex-m4", "cortex-m33", "cortex-m7", "cortex-m55")
@@ -120,3 +121,48 @@ def run_on_device(
         error=out.error,
         optimisation=RUNNER_OPT,
     )
+
+
+@dataclass(frozen=True)
+class DeviceFigures:
+    """What the search records for a TFLM candidate when a runner is available."""
+
+    deployable: bool
+    reason: str | None
+    latency: Figure | None  # estimated: measured instructions x calibrated CPI, with its 90 % interval
+    arena: Figure | None  # measured on the device's code: smallest arena that allocates
+    stack: Figure | None  # measured on the device's code: peak stack of AllocateTensors() + Invoke()
+    instructions: Figure | None  # measured: executed instructions of one Invoke() (not cycles)
+    measurement: DeviceMeasurement
+
+
+def device_figures(
+    model: bytes,
+    core: str,
+    clock_mhz: float,
+    input: bytes | None = None,  # noqa: A002
+    *,
+    tree: Path | str | None = None,
+    cache_dir: Path | None = None,
+) -> DeviceFigures:
+    """Run ``model`` on ``core``'s device runner and turn what it measured into Figures.
+
+    Arena, stack and instruction count are ``measured`` (on the device's TFLM + CMSIS-NN code,
+    emulated); the latency is ``estimated`` by :mod:`search.cpi_model` and names its calibration.
+    A model that does not allocate comes back with ``deployable`` False and the runner's reason.
+    """
+    from search.cpi_model import RUNNER_FOR_CORE, estimate_latency
+    from search.tflite_graph import parse_tflite
+
+    runner_core = RUNNER_FOR_CORE.get(core.strip().lower())
+    if runner_core is None:
+        raise MeasurementError(f"no device runner for core '{core}'; runners exist for: {', '.join(RUNNER_CORES)}")
+    m = run_on_device(model, runner_core, input, tree=tree, cache_dir=cache_dir)
+    where = f"device runner {m.core} ({m.board}, QEMU), TFLM + CMSIS-NN {m.optimisation}"
+    if not m.allocated or m.instructions is None:
+        return DeviceFigures(False, m.error, None, None, None, None, m)
+    latency = estimate_latency(m.instructions, parse_tflite(model).weight_bytes, core, clock_mhz)
+    arena = Figure(float(m.arena_min or 0), "B", "measured", f"smallest arena that allocates, {where}")
+    stack = Figure(float(m.stack_peak or 0), "B", "measured", f"peak stack by stack painting, {where}")
+    count = Figure(float(m.instructions), "instructions", "measured", f"one Invoke() under -icount, {where}")
+    return DeviceFigures(True, None, latency, arena, stack, count, m)

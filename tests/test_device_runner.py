@@ -142,3 +142,54 @@ def test_kws_on_the_device_runner(core: str, runner_cache: Path, mlperf_dir: Pat
     assert abs(per_op - first.instructions) / first.instructions < 0.01
     if core == "cortex-m4":
         assert abs(first.instructions / KWS_M4_O2_INSTRUCTIONS - 1) < 0.03, first.instructions
+
+
+def _sample(core: str, instructions: int, weight_bytes: int, ms: float, clock: float = 100.0) -> object:
+    from search import cpi_model as cm
+
+    row = cm.PublishedRow("m", "m.tflite", 0, core, "board", clock, "microtvm+cmsis-nn", ms, "test")
+    return cm.Sample(row, instructions, weight_bytes)
+
+
+def test_cpi_fit_recovers_known_coefficients() -> None:
+    from search import cpi_model as cm
+
+    # cycles = 1.5 x instructions + 2 x weight bytes (M4), 1.2 x instructions + 2 x weight bytes (M33), at 100 MHz.
+    data = [(9e6, 20_000), (40e6, 200_000), (60e6, 80_000), (0.9e6, 270_000)]
+    samples = [_sample("cortex-m4", int(i), w, (1.5 * i + 2 * w) / 1e5) for i, w in data]
+    samples += [_sample("cortex-m33", int(i), w, (1.2 * i + 2 * w) / 1e5) for i, w in data]
+    fit = cm.fit(samples)  # type: ignore[arg-type]
+    assert fit.cpi["cortex-m4"] == pytest.approx(1.5, rel=1e-6)
+    assert fit.cpi["cortex-m33"] == pytest.approx(1.2, rel=1e-6)
+    assert fit.flash_cycles_per_byte == pytest.approx(2.0, rel=1e-5)
+    assert fit.log_halfwidth == pytest.approx(0.0, abs=1e-6)  # exact data: leave-one-out residuals are 0
+    figure = cm.estimate_latency(10_000_000, 0, "cortex-m4", 100.0, calibration=(fit, {"name": "t"}))
+    assert figure.kind == "estimated" and figure.value == pytest.approx(150.0)
+    assert "calibration: t" in figure.method and "90% interval" in figure.method
+
+
+def test_conformal_halfwidth() -> None:
+    from search.cpi_model import conformal_halfwidth
+
+    values = [0.01 * k for k in range(1, 20)]  # 19 residuals: the ceil(0.9 * 20) = 18th smallest
+    assert conformal_halfwidth(values) == pytest.approx(0.18)
+    assert conformal_halfwidth([0.1, 0.3, 0.2]) == pytest.approx(0.3)  # too few rows: the largest
+
+
+def test_calibrate_csv_is_checked(tmp_path: Path) -> None:
+    from explorer.commands.calibrate import read_rows
+    from search.errors import ConfigError
+
+    (tmp_path / "a.tflite").write_bytes(b"x")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,target,latency_ms\na.tflite,nucleo,3\n")
+    with pytest.raises(ConfigError, match="lacks the column"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\na.tflite,nucleo,-3,tflm\n")
+    with pytest.raises(ConfigError, match="must be > 0, got -3"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\nb.tflite,nucleo,3,tflm\n")
+    with pytest.raises(ConfigError, match="not found: b.tflite"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\na.tflite,nucleo,3.5,tflm\n")
+    assert read_rows(bad)[0]["latency_ms"] == "3.5"

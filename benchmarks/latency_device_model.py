@@ -156,10 +156,12 @@ def main() -> int:
     print(format_table(("class", "rows", "old median", "old max", "new median", "new max"), summary))
     print(f"\ncoverage of the stated 90% intervals on held-out rows: {covered}/{total}")
     if args.write:
+        from firmware_export.device.runner import RUNNER_OPT
+
         data = {
             "name": "cpi_fit (published MLPerf Tiny rows)",
             "tree": tree_commit(args.tree),
-            "runner": f"tinyfront device runner, {cm.__name__}, TFLM + CMSIS-NN at -O2",
+            "runner": f"tinyfront device runner (QEMU -icount shift=0), TFLM + CMSIS-NN {RUNNER_OPT}",
             "fitted_engines": list(cm.FITTED_ENGINES),
             "rows": [f"{s.row.model} on {s.row.board} ({s.row.engine})" for s in samples],
             "fit": fit.to_dict(),

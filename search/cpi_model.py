@@ -218,7 +218,7 @@ def estimate_latency(
         f"{instructions:,} instructions measured on the device's TFLM + CMSIS-NN code "
         f"({meta.get('runner', '?')}) x CPI "
         f"{cal.cpi[cls]:.3f} + {cal.flash_cycles_per_byte:.2f} flash cycles/weight byte; "
-        f"calibration: {meta.get('name', 'cpi_fit')} ({cal.rows} published rows, tree {meta.get('tree', '?')}); "
+        f"calibration: {meta.get('name', 'cpi_fit')} ({cal.rows} rows, TFLM {str(meta.get('tree', '?'))[:12]}); "
         f"90% interval {lo:.3g}-{hi:.3g} ms from leave-one-out residuals"
     )
     error_pct = 100.0 * (math.exp(cal.log_halfwidth) - 1.0)

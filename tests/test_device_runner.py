@@ -214,3 +214,33 @@ def test_device_figures_name_their_source(runner_cache: Path, mlperf_dir: Path) 
     assert figures.latency.error_pct is not None
     half = figures.latency.error_pct / 100
     assert figures.latency.value / (1 + half) <= 99.8 <= figures.latency.value * (1 + half)
+
+
+@pytest.mark.slow
+def test_calibrate_command_fits_a_target(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import json
+
+    from explorer.commands import calibrate
+    from search.cpi_model import estimate_latency, load_fit
+
+    lines = ["file,target,latency_ms,engine"]
+    for name, ms in (("kws_ref_model", 99.8), ("ad01_int8", 8.61), ("pretrainedResnet_quant", 389.6)):
+        (tmp_path / f"{name}.tflite").write_bytes((mlperf_dir / f"{name}.tflite").read_bytes())
+        lines.append(f"{name}.tflite,nucleo-l4r5zi,{ms},microtvm+cmsis-nn")
+    (tmp_path / "lat.csv").write_text("\n".join(lines) + "\n")
+    parser = argparse.ArgumentParser()
+    calibrate.register(parser.add_subparsers())
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    args = parser.parse_args(["calibrate", str(tmp_path / "lat.csv"), "--tflm-dir", str(TFLM_CMSIS)])
+    args.out = str(tmp_path / "out")
+    assert args.run(args) == 0
+    data = json.loads((tmp_path / "out" / "nucleo-l4r5zi.json").read_text())
+    assert data["fit"]["rows"] == 3 and len(data["fit"]["loo_log_residuals"]) == 3
+    assert 1.0 < data["fit"]["cpi"]["cortex-m4"] < 2.5  # cycles per instruction of a Cortex-M4 running CMSIS-NN
+    figure = estimate_latency(
+        7_698_600, 0, "cortex-m4", 120.0, calibration=load_fit(tmp_path / "out" / "nucleo-l4r5zi.json")
+    )
+    assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method

@@ -62,6 +62,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_export.device import check_tree
     from search import cpi_model as cm
     from search.device_runner import run_on_device
     from search.targets import load_targets
@@ -98,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         data = {
             "name": f"{name} (tinyfront calibrate {path.name})",
             "target": name,
-            "tree": str(args.tflm_dir or "$TINYFRONT_TFLM_DIR"),
+            "core": samples[0].row.core,
+            "clock_mhz": samples[0].row.clock_mhz,
+            "tree": str(check_tree(args.tflm_dir)),
             "runner": f"tinyfront device runner {samples[0].row.core}",
             "rows": [f"{s.row.model} {s.row.latency_ms:g} ms ({s.row.engine})" for s in samples],
             "fit": fit.to_dict(),

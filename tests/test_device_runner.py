@@ -117,7 +117,7 @@ def _reference_output(model: bytes, data: bytes) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m33"])
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m33", "cortex-m55"])
 def test_kws_on_the_device_runner(core: str, runner_cache: Path, mlperf_dir: Path) -> None:
     from search.device_runner import run_on_device
 
@@ -145,6 +145,9 @@ def test_kws_on_the_device_runner(core: str, runner_cache: Path, mlperf_dir: Pat
     assert abs(per_op - first.instructions) / first.instructions < 0.01
     if core == "cortex-m4":
         assert abs(first.instructions / KWS_M4_O2_INSTRUCTIONS - 1) < 0.03, first.instructions
+    if core == "cortex-m55":  # Helium kernels: fewer instructions, more arena (README: 27,300 B)
+        assert first.instructions < 0.5 * KWS_M4_O2_INSTRUCTIONS
+        assert 27_300 <= first.arena_min <= 27_300 + 16
 
 
 def _sample(core: str, instructions: int, weight_bytes: int, ms: float, clock: float = 100.0) -> object:

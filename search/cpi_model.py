@@ -1,6 +1,6 @@
 """Latency of TFLM + CMSIS-NN on a microcontroller from the device's own instruction count: an ESTIMATE.
 
-cycles = cpi[class] * instructions + flash_cycles_per_byte * weight_bytes
+cycles = cpi[class] * instructions + flash_cycles_per_byte[class] * weight_bytes
 latency_ms = cycles / (clock_mhz * 1000)
 
 ``instructions`` is MEASURED: the dynamic instruction count of one ``Invoke()`` of the real TFLM +
@@ -8,7 +8,7 @@ CMSIS-NN code for the core, from the device runner under ``qemu-system-arm -icou
 (:mod:`search.device_runner`). ``cpi`` (cycles per instruction of the core class) and the flash
 term (stall cycles per weight byte read from flash: the README of the calibration data notes that
 fully connected layers are bound by flash reads and that clock alone misses wait states) are
-FITTED, by least squares on relative error with both coefficients >= 0, to the published rows in
+FITTED per class, by least squares on relative error with coefficients >= 0, to the published rows in
 ``search/calibration/mcu_latency.csv`` that model a current TFLM + CMSIS-NN build:
 
 - ``microtvm+cmsis-nn`` rows (NUCLEO-L4R5ZI Cortex-M4, nRF5340-DK Cortex-M33): the same CMSIS-NN
@@ -119,10 +119,10 @@ class Sample:
 
 @dataclass(frozen=True)
 class CpiFit:
-    """Fitted CPI per class, the shared flash term, and the interval half-width (log space)."""
+    """Fitted CPI and flash term per class, and the interval half-width (log space)."""
 
     cpi: dict[str, float]
-    flash_cycles_per_byte: float
+    flash_cycles_per_byte: dict[str, float]
     log_halfwidth: float
     loo_log_residuals: tuple[float, ...]
     rows: int
@@ -130,24 +130,31 @@ class CpiFit:
     def cycles(self, cpi_class: str, instructions: float, weight_bytes: float) -> float:
         if cpi_class not in self.cpi:
             raise MeasurementError(f"no calibrated CPI for {cpi_class}; calibrated: {', '.join(sorted(self.cpi))}")
-        return self.cpi[cpi_class] * instructions + self.flash_cycles_per_byte * weight_bytes
+        return self.cpi[cpi_class] * instructions + self.flash_cycles_per_byte.get(cpi_class, 0.0) * weight_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _solve(samples: Sequence[Sample], flash_term: bool) -> tuple[dict[str, float], float]:
-    """Least squares on relative error, coefficients >= 0: one CPI per class (+ one shared flash term)."""
+def _solve(samples: Sequence[Sample], flash_term: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Least squares on relative error, coefficients >= 0: per class one CPI (+ one flash term).
+
+    The flash term is per class because it stands for the boards' flash wait states, which differ
+    (an L4R5 at 120 MHz, an nRF5340 at 128 MHz, an RA8D1 at 480 MHz).
+    """
     from scipy.optimize import nnls
 
     classes = sorted({s.row.cpi_class for s in samples})
-    a = np.zeros((len(samples), len(classes) + (1 if flash_term else 0)))
+    n = len(classes)
+    a = np.zeros((len(samples), 2 * n if flash_term else n))
     for i, s in enumerate(samples):
-        a[i, classes.index(s.row.cpi_class)] = s.instructions / s.cycles
+        k = classes.index(s.row.cpi_class)
+        a[i, k] = s.instructions / s.cycles
         if flash_term:
-            a[i, -1] = s.weight_bytes / s.cycles
+            a[i, n + k] = s.weight_bytes / s.cycles
     x, _ = nnls(a, np.ones(len(samples)))
-    return {c: float(x[i]) for i, c in enumerate(classes)}, float(x[-1]) if flash_term else 0.0
+    cpi = {c: float(x[k]) for k, c in enumerate(classes)}
+    return cpi, {c: float(x[n + k]) if flash_term else 0.0 for k, c in enumerate(classes)}
 
 
 def conformal_halfwidth(abs_residuals: Sequence[float], coverage: float = COVERAGE) -> float:
@@ -168,7 +175,7 @@ def loo_predictions(samples: Sequence[Sample], flash_term: bool = True) -> list[
             out.append(None)
             continue
         cpi, flash = _solve(rest, flash_term)
-        out.append(cpi[s.row.cpi_class] * s.instructions + flash * s.weight_bytes)
+        out.append(cpi[s.row.cpi_class] * s.instructions + flash[s.row.cpi_class] * s.weight_bytes)
     return out
 
 
@@ -190,7 +197,7 @@ def load_fit(path: Path | None = None) -> tuple[CpiFit, dict[str, Any]]:
     f = data["fit"]
     fitted = CpiFit(
         {k: float(v) for k, v in f["cpi"].items()},
-        float(f["flash_cycles_per_byte"]),
+        {k: float(v) for k, v in f["flash_cycles_per_byte"].items()},
         float(f["log_halfwidth"]),
         tuple(float(r) for r in f["loo_log_residuals"]),
         int(f["rows"]),
@@ -217,7 +224,7 @@ def estimate_latency(
     method = (
         f"{instructions:,} instructions measured on the device's TFLM + CMSIS-NN code "
         f"({meta.get('runner', '?')}) x CPI "
-        f"{cal.cpi[cls]:.3f} + {cal.flash_cycles_per_byte:.2f} flash cycles/weight byte; "
+        f"{cal.cpi[cls]:.3f} + {cal.flash_cycles_per_byte.get(cls, 0.0):.2f} flash cycles/weight byte; "
         f"calibration: {meta.get('name', 'cpi_fit')} ({cal.rows} rows, TFLM {str(meta.get('tree', '?'))[:12]}); "
         f"90% interval {lo:.3g}-{hi:.3g} ms from leave-one-out residuals"
     )

@@ -160,14 +160,15 @@ def _sample(core: str, instructions: int, weight_bytes: int, ms: float, clock: f
 def test_cpi_fit_recovers_known_coefficients() -> None:
     from search import cpi_model as cm
 
-    # cycles = 1.5 x instructions + 2 x weight bytes (M4), 1.2 x instructions + 2 x weight bytes (M33), at 100 MHz.
+    # cycles = 1.5 x instructions + 2 x weight bytes (M4), 1.2 x instr. + 2 x weight bytes (M33), 100 MHz.
     data = [(9e6, 20_000), (40e6, 200_000), (60e6, 80_000), (0.9e6, 270_000)]
     samples = [_sample("cortex-m4", int(i), w, (1.5 * i + 2 * w) / 1e5) for i, w in data]
     samples += [_sample("cortex-m33", int(i), w, (1.2 * i + 2 * w) / 1e5) for i, w in data]
     fit = cm.fit(samples)  # type: ignore[arg-type]
     assert fit.cpi["cortex-m4"] == pytest.approx(1.5, rel=1e-6)
     assert fit.cpi["cortex-m33"] == pytest.approx(1.2, rel=1e-6)
-    assert fit.flash_cycles_per_byte == pytest.approx(2.0, rel=1e-5)
+    assert fit.flash_cycles_per_byte["cortex-m4"] == pytest.approx(2.0, rel=1e-5)
+    assert fit.flash_cycles_per_byte["cortex-m33"] == pytest.approx(2.0, rel=1e-5)
     assert fit.log_halfwidth == pytest.approx(0.0, abs=1e-6)  # exact data: leave-one-out residuals are 0
     figure = cm.estimate_latency(10_000_000, 0, "cortex-m4", 100.0, calibration=(fit, {"name": "t"}))
     assert figure.kind == "estimated" and figure.value == pytest.approx(150.0)

@@ -1,0 +1,250 @@
+"""The device runner: one firmware image per core measures a .tflite on the device's own code in QEMU.
+
+Fast tests check the blob layout and the parsing of the runner's lines; the slow ones build the
+runner from ``../shared/tflm/cmsis_nn`` (minutes on first use; set TINYFRONT_BUILD_CACHE to keep
+the library between runs) and run the MLPerf Tiny KWS model on Cortex-M4 and Cortex-M33.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.errors import MeasurementError
+
+TFLM_CMSIS = Path(__file__).resolve().parents[1].parent / "shared" / "tflm" / "cmsis_nn"
+
+#: KWS instructions per inference on Cortex-M4 at -O2 (../shared/tflm/README.md: "7.70 M at -O2").
+KWS_M4_O2_INSTRUCTIONS = 7.70e6
+
+
+def test_blob_layout() -> None:
+    from firmware_export.device.runner import pack_blob
+
+    blob = pack_blob(b"\x01" * 21, b"\x02\x03", check_arena=4096)
+    assert struct.unpack("<8I", blob[:32]) == (0x42524654, 1, 21, 2, 4096, 0, 0, 0)
+    assert blob[32:53] == b"\x01" * 21
+    assert blob[53:64] == b"\0" * 11  # the input starts 16-byte aligned
+    assert blob[64:] == b"\x02\x03"
+
+
+def test_parse_runner_lines() -> None:
+    from firmware_export.device.runner import parse_runner
+
+    text = "\n".join(
+        [
+            "tfr runner 1 timer_hz 25000000 arena_max 1048576",
+            "tfr allocate ok",
+            "tfr arena_used 23008",
+            "tfr arena_min 22832",
+            "tfr arena_check 22832 ok",
+            "tfr invoke ok",
+            "tfr invoke_ticks 1000000123",
+            "tfr stack_peak 1480",
+            "tfr output_bytes 0 3",
+            "tfr output_hex 0 0 80ff7f",
+            "tfr op 0 CONV_2D 1000",
+            "tfr op 1 SOFTMAX 3",
+            "tfr done",
+        ]
+    )
+    out = parse_runner("cortex-m4", "mps2-an386", 25_000_000, 0, text)
+    assert out.error is None
+    assert (out.allocated, out.invoked, out.arena_check) == (True, True, True)
+    assert (out.arena_used, out.arena_min, out.stack_peak) == (23008, 22832, 1480)
+    assert out.instructions == 1000000123 * 40  # 25 MHz SysTick under -icount shift=0: 40 instructions a tick
+    assert out.op_instructions == (("CONV_2D", 40000), ("SOFTMAX", 120))
+    assert out.outputs == (bytes([0x80, 0xFF, 0x7F]),)
+
+
+def test_allocation_failure_is_a_reason_not_an_exception() -> None:
+    from firmware_export.device.runner import parse_runner
+
+    text = "tfr runner 1 timer_hz 25000000 arena_max 1048576\n"
+    text += "Didn't find op for builtin opcode 'TANH'\ntfr allocate fail\n"
+    out = parse_runner("cortex-m4", "mps2-an386", 25_000_000, 2, text)
+    assert not out.allocated and out.instructions is None
+    assert out.error is not None and "TANH" in out.error
+
+
+def test_unknown_core_is_refused() -> None:
+    from search.device_runner import run_on_device
+
+    with pytest.raises(MeasurementError, match="cortex-m0"):
+        run_on_device(b"", "cortex-m0")
+
+
+def test_default_input_is_seeded(mlperf_dir: Path) -> None:
+    from search.device_runner import default_input
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    a, b = default_input(model), default_input(model)
+    assert a == b and len(a) == 49 * 10  # KWS: one int8 tensor of 1x49x10x1
+    assert default_input(model, seed=1) != a
+
+
+def _device_missing() -> str | None:
+    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
+        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
+    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = _device_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    env = os.environ.get("TINYFRONT_BUILD_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("runner_cache")
+
+
+def _reference_output(model: bytes, data: bytes) -> bytes:
+    from search.tflm import _runtime
+
+    interpreter = _runtime().Interpreter.from_bytes(model, arena_size=200_000)
+    details = interpreter.get_input_details(0)
+    interpreter.set_input(np.frombuffer(data, dtype=details["dtype"]).reshape(details["shape"]), 0)
+    interpreter.invoke()
+    return bytes(interpreter.get_output(0).tobytes())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m33", "cortex-m55"])
+def test_kws_on_the_device_runner(core: str, runner_cache: Path, mlperf_dir: Path) -> None:
+    from search.device_runner import run_on_device
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    # A seeded input of moderate amplitude: uniform int8 noise saturates the softmax (-128 ... 127).
+    data = np.clip(np.random.default_rng(0).normal(0, 32, 49 * 10), -128, 127).astype(np.int8).tobytes()
+    first = run_on_device(model, core, data, tree=TFLM_CMSIS, cache_dir=runner_cache)
+    assert first.error is None, first.error
+    assert first.allocated and first.arena_min is not None and first.arena_used is not None
+    # The bisected minimum allocates, and is what TFLM itself reports as used (to the 16-byte step).
+    assert first.arena_min <= first.arena_used + 16
+    again = run_on_device(
+        model, core, first.input, tree=TFLM_CMSIS, cache_dir=runner_cache, check_arena=first.arena_min
+    )
+    assert again.arena_check is True  # the stated arena allocates with exactly that size
+    assert again.instructions == first.instructions  # instruction counts are deterministic
+    # Bit-exact against the tflite-micro Python interpreter (reference kernels) on the same input.
+    assert first.outputs[0] == _reference_output(model, data)
+    assert len(set(first.outputs[0])) >= 4  # a non-degenerate output (not one class at 127, the rest at -128)
+    assert first.stack_peak is not None and 256 < first.stack_peak < 64 * 1024
+    assert first.instructions is not None
+    ops = [op for op, _ in first.op_instructions]
+    assert ops.count("CONV_2D") == 5 and ops.count("DEPTHWISE_CONV_2D") == 4 and ops[-1] == "SOFTMAX"
+    per_op = sum(n for _, n in first.op_instructions)
+    assert abs(per_op - first.instructions) / first.instructions < 0.01
+    if core == "cortex-m4":
+        assert abs(first.instructions / KWS_M4_O2_INSTRUCTIONS - 1) < 0.03, first.instructions
+    if core == "cortex-m55":  # Helium kernels: fewer instructions, more arena (README: 27,300 B)
+        assert first.instructions < 0.5 * KWS_M4_O2_INSTRUCTIONS
+        assert 27_300 <= first.arena_min <= 27_300 + 16
+
+
+def _sample(core: str, instructions: int, weight_bytes: int, ms: float, clock: float = 100.0) -> object:
+    from search import cpi_model as cm
+
+    row = cm.PublishedRow("m", "m.tflite", 0, core, "board", clock, "microtvm+cmsis-nn", ms, "test")
+    return cm.Sample(row, instructions, weight_bytes)
+
+
+def test_cpi_fit_recovers_known_coefficients() -> None:
+    from search import cpi_model as cm
+
+    # cycles = 1.5 x instructions + 2 x weight bytes (M4), 1.2 x instr. + 2 x weight bytes (M33), 100 MHz.
+    data = [(9e6, 20_000), (40e6, 200_000), (60e6, 80_000), (0.9e6, 270_000)]
+    samples = [_sample("cortex-m4", int(i), w, (1.5 * i + 2 * w) / 1e5) for i, w in data]
+    samples += [_sample("cortex-m33", int(i), w, (1.2 * i + 2 * w) / 1e5) for i, w in data]
+    fit = cm.fit(samples)  # type: ignore[arg-type]
+    assert fit.cpi["cortex-m4"] == pytest.approx(1.5, rel=1e-6)
+    assert fit.cpi["cortex-m33"] == pytest.approx(1.2, rel=1e-6)
+    assert fit.flash_cycles_per_byte["cortex-m4"] == pytest.approx(2.0, rel=1e-5)
+    assert fit.flash_cycles_per_byte["cortex-m33"] == pytest.approx(2.0, rel=1e-5)
+    assert fit.log_halfwidth == pytest.approx(0.0, abs=1e-6)  # exact data: leave-one-out residuals are 0
+    figure = cm.estimate_latency(10_000_000, 0, "cortex-m4", 100.0, calibration=(fit, {"name": "t"}))
+    assert figure.kind == "estimated" and figure.value == pytest.approx(150.0)
+    assert "calibration: t" in figure.method and "90% interval" in figure.method
+
+
+def test_conformal_halfwidth() -> None:
+    from search.cpi_model import conformal_halfwidth
+
+    values = [0.01 * k for k in range(1, 20)]  # 19 residuals: the ceil(0.9 * 20) = 18th smallest
+    assert conformal_halfwidth(values) == pytest.approx(0.18)
+    assert conformal_halfwidth([0.1, 0.3, 0.2]) == pytest.approx(0.3)  # too few rows: the largest
+
+
+def test_calibrate_csv_is_checked(tmp_path: Path) -> None:
+    from explorer.commands.calibrate import read_rows
+    from search.errors import ConfigError
+
+    (tmp_path / "a.tflite").write_bytes(b"x")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,target,latency_ms\na.tflite,nucleo,3\n")
+    with pytest.raises(ConfigError, match="lacks the column"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\na.tflite,nucleo,-3,tflm\n")
+    with pytest.raises(ConfigError, match="must be > 0, got -3"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\nb.tflite,nucleo,3,tflm\n")
+    with pytest.raises(ConfigError, match="not found: b.tflite"):
+        read_rows(bad)
+    bad.write_text("file,target,latency_ms,engine\na.tflite,nucleo,3.5,tflm\n")
+    assert read_rows(bad)[0]["latency_ms"] == "3.5"
+
+
+@pytest.mark.slow
+def test_device_figures_name_their_source(runner_cache: Path, mlperf_dir: Path) -> None:
+    from search.cpi_model import FIT_JSON
+    from search.device_runner import device_figures
+
+    if not FIT_JSON.is_file():
+        pytest.skip("no shipped CPI calibration")
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    figures = device_figures(model, "cortex-m4", 120.0, tree=TFLM_CMSIS, cache_dir=runner_cache)
+    assert figures.deployable and figures.latency is not None and figures.arena is not None
+    assert figures.latency.kind == "estimated" and "calibration:" in figures.latency.method
+    assert figures.arena.kind == "measured" and 20_000 < figures.arena.value < 30_000  # README: 22,820 B on M4
+    # The published NUCLEO-L4R5ZI (120 MHz) KWS latency, 99.8 ms, lies inside the stated interval.
+    assert figures.latency.error_pct is not None
+    half = figures.latency.error_pct / 100
+    assert figures.latency.value / (1 + half) <= 99.8 <= figures.latency.value * (1 + half)
+
+
+@pytest.mark.slow
+def test_calibrate_command_fits_a_target(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import json
+
+    from explorer.commands import calibrate
+    from search.cpi_model import estimate_latency, load_fit
+
+    lines = ["file,target,latency_ms,engine"]
+    for name, ms in (("kws_ref_model", 99.8), ("ad01_int8", 8.61), ("pretrainedResnet_quant", 389.6)):
+        (tmp_path / f"{name}.tflite").write_bytes((mlperf_dir / f"{name}.tflite").read_bytes())
+        lines.append(f"{name}.tflite,nucleo-l4r5zi,{ms},microtvm+cmsis-nn")
+    (tmp_path / "lat.csv").write_text("\n".join(lines) + "\n")
+    parser = argparse.ArgumentParser()
+    calibrate.register(parser.add_subparsers())
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    args = parser.parse_args(["calibrate", str(tmp_path / "lat.csv"), "--tflm-dir", str(TFLM_CMSIS)])
+    args.out = str(tmp_path / "out")
+    assert args.run(args) == 0
+    data = json.loads((tmp_path / "out" / "nucleo-l4r5zi.json").read_text())
+    assert data["fit"]["rows"] == 3 and len(data["fit"]["loo_log_residuals"]) == 3
+    assert 1.0 < data["fit"]["cpi"]["cortex-m4"] < 2.5  # cycles per instruction of a Cortex-M4 running CMSIS-NN
+    figure = estimate_latency(
+        7_698_600, 0, "cortex-m4", 120.0, calibration=load_fit(tmp_path / "out" / "nucleo-l4r5zi.json")
+    )
+    assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method

@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.front",
     "explorer.commands.recheck",
     "explorer.commands.export",
+    "explorer.commands.calibrate",
     "explorer.commands.app",
 )
 

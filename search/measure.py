@@ -5,6 +5,16 @@
 - sram: the 32-bit arena + an estimate of CMSIS-NN kernel scratch + runtime overhead (estimated);
 - latency: the per-layer cost model of :mod:`search.latency_model` (estimated).
 
+With a device runner (:func:`device_runner_for`: a CMSIS-NN TFLite Micro tree in
+``$TINYFRONT_TFLM_DIR``, ``arm-none-eabi-g++`` and ``qemu-system-arm`` here, and a core with a fitted
+CPI), the model also runs on the device's own TFLM + CMSIS-NN code in QEMU
+(:mod:`search.device_runner`): a model its kernels refuse is a failed candidate with the kernel's
+reason; SRAM becomes the smallest arena that allocates with those kernels plus the peak stack of
+``AllocateTensors()`` + ``Invoke()``, both measured there, plus the interpreter objects' static RAM
+(estimated); the latency becomes measured instructions x the calibrated cycles-per-instruction of
+:mod:`search.cpi_model`, estimated with its 90 % interval. Without a runner the figures above are
+used, and each figure's method says which source it came from.
+
 SRAM beyond the arena (documented estimates):
 
 - CMSIS-NN scratch: the host runs reference kernels, which request no scratch; on a Cortex-M the
@@ -79,6 +89,11 @@ def measure_tflite(model: bytes, target: Target) -> ModelMeasurement:
     model = bytes(model)
     graph = parse_tflite(model)
     arena = measure_arena(model)
+    device = _device_figures(model, target)
+    if device is not None:
+        return ModelMeasurement(
+            flash=flash_estimate(model, graph), sram=device[0], arena=arena, latency=device[1], graph=graph
+        )
     scratch = cmsis_scratch_bytes(graph)
     extra = scratch + RUNTIME_SRAM_OVERHEAD_BYTES
     sram_bytes = arena.arena_bytes_32bit + extra
@@ -97,3 +112,46 @@ def measure_tflite(model: bytes, target: Target) -> ModelMeasurement:
         latency=estimate_mcu_latency(graph, target.core, target.clock_mhz),
         graph=graph,
     )
+
+
+#: Static RAM of the interpreter, resolver and allocator objects on a 32-bit MCU (estimated; the
+#: runner measures the arena and the stack, not the application's own objects).
+DEVICE_STATIC_RAM_BYTES = 1024
+DEVICE_STATIC_RAM_ERROR_PCT = 100.0
+
+
+def device_runner_for(target: Target) -> str | None:
+    """The runner core that measures ``target``'s candidates here, or None (then the host figures are used)."""
+    from search.cpi_model import CPI_CLASS, RUNNER_FOR_CORE
+    from search.device_runner import runner_available
+
+    core = target.core.strip().lower()
+    runner_core = RUNNER_FOR_CORE.get(core)
+    if runner_core is None or core not in CPI_CLASS or not runner_available(runner_core):
+        return None
+    return runner_core
+
+
+def _device_figures(model: bytes, target: Target) -> tuple[Figure, Figure] | None:
+    """(SRAM, latency) measured on the device runner, or None without one; a refused model is a CandidateError."""
+    if device_runner_for(target) is None:
+        return None
+    from search.device_runner import device_figures
+
+    figs = device_figures(model, target.core, target.clock_mhz)
+    if not figs.deployable or figs.arena is None or figs.stack is None or figs.latency is None:
+        raise CandidateError(
+            f"the model does not run with the device's own kernels on {target.core} "
+            f"({figs.measurement.board}, TFLM + CMSIS-NN in QEMU): {figs.reason or 'no instruction count'}"
+        )
+    arena, stack = int(figs.arena.value), int(figs.stack.value)
+    total = arena + stack + DEVICE_STATIC_RAM_BYTES
+    sram = Figure(
+        round(total / 1024, 2),
+        "kB",
+        "estimated",
+        f"arena {arena:,} B and peak stack {stack:,} B measured on the device's TFLM + CMSIS-NN code "
+        f"({figs.measurement.board}, QEMU) + interpreter objects {DEVICE_STATIC_RAM_BYTES:,} B (estimate)",
+        error_pct=round(DEVICE_STATIC_RAM_ERROR_PCT * DEVICE_STATIC_RAM_BYTES / total, 1),
+    )
+    return sram, figs.latency

@@ -248,3 +248,30 @@ def test_calibrate_command_fits_a_target(
         7_698_600, 0, "cortex-m4", 120.0, calibration=load_fit(tmp_path / "out" / "nucleo-l4r5zi.json")
     )
     assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method
+
+
+@pytest.mark.slow
+def test_measure_uses_the_runner_when_a_tree_is_given(
+    runner_cache: Path, mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $TINYFRONT_TFLM_DIR a TFLM target's SRAM and latency come from the device runner; without, from the host."""
+    from search.measure import device_runner_for, measure_tflite
+    from search.targets import get_target
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    target = get_target("nucleo-l4r5zi")  # Cortex-M4 at 120 MHz, as the published 99.8 ms row
+    monkeypatch.delenv("TINYFRONT_TFLM_DIR", raising=False)
+    assert device_runner_for(target) is None
+    host = measure_tflite(model, target)
+    assert "instructions measured on the device" not in host.latency.method
+
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    assert device_runner_for(target) == "cortex-m4"
+    dev = measure_tflite(model, target)
+    assert dev.latency.kind == "estimated" and "instructions measured on the device" in dev.latency.method
+    assert "90% interval" in dev.latency.method and dev.latency.error_pct is not None
+    assert abs(dev.latency.value - 99.8) / 99.8 < 0.15  # published: microTVM + CMSIS-NN on NUCLEO-L4R5ZI
+    assert "measured on the device's TFLM + CMSIS-NN code" in dev.sram.method
+    # device arena (22,832 B) + stack + 1 KiB of interpreter objects: between the arena alone and +8 KiB
+    assert 22_832 / 1024 < dev.sram.value < (22_832 + 8 * 1024) / 1024

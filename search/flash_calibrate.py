@@ -29,6 +29,7 @@ import logging
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,9 +169,11 @@ UNUSED_KERNELS = frozenset(
 )
 
 
-def library_sources(tflm_dir: Path) -> list[Path]:
+def library_sources(tflm_dir: Path, members: set[str] | None = None) -> list[Path]:
     """The tree's C/C++ sources under tensorflow/ and third_party/ (not signal/, not the test helpers),
-    without :data:`UNUSED_KERNELS`."""
+    without :data:`UNUSED_KERNELS`; with ``members`` (archive member names such as ``conv.cc.o``), only
+    the tensorflow/ sources those name (third_party/ C sources are kept: cores differ in the CMSIS-NN
+    functions they call)."""
     found = []
     for top in ("tensorflow", "third_party"):
         for path in sorted((tflm_dir / top).rglob("*")):
@@ -178,17 +181,26 @@ def library_sources(tflm_dir: Path) -> list[Path]:
                 continue
             if "micro/kernels" in path.as_posix() and path.stem in UNUSED_KERNELS:
                 continue
+            if members is not None and top == "tensorflow" and path.name + ".o" not in members:
+                continue
             found.append(path)
     return found
 
 
-_PROGRAM = """// Size probe written by search/flash_calibrate.py: the interpreter plus the registrations below.
-#include <cstdint>
+#: The TFLM headers of the probe, precompiled once per core (a probe then compiles in a fraction
+#: of a second instead of parsing the flatbuffer schema and kernel headers every time).
+_PROBE_HEADER = """#include <cstdint>
 
+#include "tensorflow/lite/micro/kernels/pad.h"        // Register_PAD_INT8 (not pulled in by the resolver)
+#include "tensorflow/lite/micro/kernels/transpose.h"  // Register_TRANSPOSE_INT8 (idem)
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+"""
+
+_PROGRAM = """// Size probe written by search/flash_calibrate.py: the interpreter plus the registrations below.
+#include "tflm_probe.h"
 
 extern "C" const unsigned char g_model_data[];
 extern "C" const unsigned int g_model_data_len;
@@ -275,8 +287,18 @@ def compiler_version() -> str:
     return _run(["arm-none-eabi-gcc", "--version"]).splitlines()[0].strip()
 
 
-def build_library(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2) -> Path:
-    """Compile ``tflm_dir`` into ``build_dir/<core>/libtflm.a`` (incremental; ``nice -n 10 make``)."""
+def linked_members(build_dir: Path, core: str) -> set[str]:
+    """The libtflm.a members any link made for ``core`` under ``build_dir`` pulled in (from the map files)."""
+    found: set[str] = set()
+    for folder in (build_dir / f"links-{core}", build_dir / f"bench-{core}"):
+        for path in folder.rglob("image.map") if folder.is_dir() else []:
+            found.update(re.findall(r"libtflm\.a\(([^)]+)\)", path.read_text()))
+    return found
+
+
+def build_library(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2, members: set[str] | None = None) -> Path:
+    """Compile ``tflm_dir`` into ``build_dir/build-<core>/libtflm.a`` (incremental; ``nice -n 10 make``),
+    only ``members`` of tensorflow/ when given (see :func:`library_sources`)."""
     if core not in CORE_FLAGS:
         raise CalibrationError(f"core must be one of {sorted(CORE_FLAGS)}, got {core!r}")
     if not (tflm_dir / "tensorflow/lite/micro/micro_interpreter.h").is_file():
@@ -284,8 +306,8 @@ def build_library(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2) -> 
     if shutil.which("arm-none-eabi-gcc") is None:
         raise CalibrationError("arm-none-eabi-gcc is not on PATH (Debian: apt-get install gcc-arm-none-eabi)")
     build_dir.mkdir(parents=True, exist_ok=True)
-    makefile = build_dir / "Makefile.lib"
-    sources = " \\\n  ".join(str(p.resolve()) for p in library_sources(tflm_dir))
+    makefile = build_dir / f"Makefile.lib-{core}"
+    sources = " \\\n  ".join(str(p.resolve()) for p in library_sources(tflm_dir, members))
     makefile.write_text(_LIB_MAKEFILE.replace("{opt}", OPT).replace("{defines}", DEFINES).replace("{sources}", sources))
     out = build_dir / f"build-{core}"
     _run(
@@ -353,15 +375,42 @@ def link_program(
     bytes when None) against ``lib`` into ``work``; return its sizes."""
     work.mkdir(parents=True, exist_ok=True)
     regs = "\n".join(f"  resolver.{r};" for r in registrations)
-    (work / "main.cc").write_text(_PROGRAM.format(arena=arena, count=max(1, len(registrations)), registrations=regs))
     if model is None:
         model = work / "empty.tflite"
         model.write_bytes(bytes(16))
-    (work / "model_data.S").write_text(_MODEL_ASM.format(path=model.resolve(), length=model.stat().st_size))
     cpu = ["-mcpu=" + core, "-mthumb", *CORE_FLAGS[core].split()]
-    _run(["arm-none-eabi-g++", *_compile_flags(core, tflm_dir), "-c", "main.cc", "-o", "main.o"], cwd=work)
-    _run(["arm-none-eabi-gcc", *cpu, "-c", "model_data.S", "-o", "model_data.o"], cwd=work)
+    if _write_if_changed(
+        work / "main.cc", _PROGRAM.format(arena=arena, count=max(1, len(registrations)), registrations=regs)
+    ):
+        pch = _probe_header(tflm_dir, work.parent.parent / f"pch-{core}", core)
+        _run(
+            ["arm-none-eabi-g++", *_compile_flags(core, tflm_dir), f"-I{pch}", "-c", "main.cc", "-o", "main.o"],
+            cwd=work,
+        )
+    if _write_if_changed(work / "model_data.S", _MODEL_ASM.format(path=model.resolve(), length=model.stat().st_size)):
+        _run(["arm-none-eabi-gcc", *cpu, "-c", "model_data.S", "-o", "model_data.o"], cwd=work)
     return _link(work, core, ["main.o", "model_data.o"], lib)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it holds it already and its object exists; True when written."""
+    if path.is_file() and path.read_text() == text and path.with_suffix(".o").is_file():
+        return False
+    path.write_text(text)
+    return True
+
+
+def _probe_header(tflm_dir: Path, folder: Path, core: str) -> Path:
+    """``folder`` holding ``tflm_probe.h`` and its precompiled ``tflm_probe.h.gch`` for ``core`` (made once)."""
+    gch = folder / "tflm_probe.h.gch"
+    header = folder / "tflm_probe.h"
+    if not gch.is_file() or not header.is_file() or header.read_text() != _PROBE_HEADER:
+        folder.mkdir(parents=True, exist_ok=True)
+        header.write_text(_PROBE_HEADER)
+        flags = _compile_flags(core, tflm_dir)
+        _run(["arm-none-eabi-g++", *flags, "-x", "c++-header", str(folder / "tflm_probe.h"), "-o", str(gch) + ".tmp"])
+        Path(str(gch) + ".tmp").rename(gch)
+    return folder
 
 
 def _compile_flags(core: str, tflm_dir: Path) -> list[str]:
@@ -397,8 +446,9 @@ def link_bundle(lib: Path, tflm_dir: Path, bundle: Path, work: Path, core: str) 
     objs = []
     for src in ("main.cc", "model_data.cc", "test_input.cc"):
         obj = work / (src + ".o")
-        flags = _compile_flags(core, tflm_dir)
-        _run(["arm-none-eabi-g++", *flags, f"-I{bundle}", "-c", str(bundle / src), "-o", str(obj)])
+        if not obj.is_file() or obj.stat().st_mtime < (bundle / src).stat().st_mtime:
+            flags = _compile_flags(core, tflm_dir)
+            _run(["arm-none-eabi-g++", *flags, f"-I{bundle}", "-c", str(bundle / src), "-o", str(obj)])
         objs.append(str(obj))
     return _link(work, core, objs, lib)
 
@@ -406,7 +456,11 @@ def link_bundle(lib: Path, tflm_dir: Path, bundle: Path, work: Path, core: str) 
 def _link(work: Path, core: str, objs: list[str], lib: Path) -> LinkResult:
     cpu = ["-mcpu=" + core, "-mthumb", *CORE_FLAGS[core].split()]
     link = ["arm-none-eabi-g++", *cpu, *LINK_FLAGS.split(), "-Wl,-Map=image.map", *objs, str(lib), "-lm"]
-    _run([*link, "-o", "image.elf"], cwd=work)
+    elf = work / "image.elf"
+    inputs = [work / o for o in objs] + [lib]
+    if not elf.is_file() or any(p.stat().st_mtime > elf.stat().st_mtime for p in inputs):
+        _run([*link, "-o", "image.elf.tmp"], cwd=work)
+        (work / "image.elf.tmp").rename(elf)
     size_line = _run(["arm-none-eabi-size", "image.elf"], cwd=work).splitlines()[1].split()
     sections = _parse_map((work / "image.map").read_text())
     return LinkResult(int(size_line[0]), int(size_line[1]), int(size_line[2]), sections)
@@ -417,9 +471,12 @@ def model_array_bytes(length: int) -> int:
     return -(-length // 16) * 16 + 4
 
 
-def calibrate_core(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2) -> dict[str, object]:
+def calibrate_core(
+    tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2, members: set[str] | None = None
+) -> dict[str, object]:
     """Build, link the interpreter and every variant, and return the core's calibration record."""
-    lib = build_library(tflm_dir, build_dir, core, jobs)
+    lib = build_library(tflm_dir, build_dir, core, jobs, members)
+    _probe_header(tflm_dir, build_dir / f"pch-{core}", core)  # once, before the parallel links
     links = build_dir / f"links-{core}"
     base = link_program(lib, tflm_dir, links / "base", core, [])
     base_sections = set(base.sections)
@@ -428,8 +485,11 @@ def calibrate_core(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2) ->
     sizes: list[int] = []
     index: dict[str, int] = {}
     ops: dict[str, dict[str, object]] = {}
-    for key, call in VARIANTS:
-        res = link_program(lib, tflm_dir, links / key.replace(":", "_"), core, [call])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # the links are child processes
+        results = list(
+            pool.map(lambda kc: link_program(lib, tflm_dir, links / kc[0].replace(":", "_"), core, [kc[1]]), VARIANTS)
+        )
+    for (key, call), res in zip(VARIANTS, results, strict=True):
         extra = sorted(k for k in res.sections if k not in base_sections)
         ids = []
         for k in extra:
@@ -480,12 +540,18 @@ def calibrate_core(tflm_dir: Path, build_dir: Path, core: str, jobs: int = 2) ->
     }
 
 
-def calibrate(tflm_dir: Path, build_dir: Path, cores: list[str], out: Path, jobs: int = 2) -> dict[str, object]:
-    """Calibrate ``cores`` and write (merge into) the JSON file ``out``."""
+def calibrate(
+    tflm_dir: Path, build_dir: Path, cores: list[str], out: Path, jobs: int = 2, members_from: str | None = None
+) -> dict[str, object]:
+    """Calibrate ``cores`` and write (merge into) the JSON file ``out``; with ``members_from`` (a core
+    calibrated before under ``build_dir``) build only the library members that core's links used."""
+    members = linked_members(build_dir, members_from) if members_from else None
+    if members is not None and not members:
+        raise CalibrationError(f"no links of {members_from} under {build_dir} to take the library members from")
     data: dict[str, object] = json.loads(out.read_text()) if out.is_file() else {}
     per_core = dict(data.get("cores", {}))  # type: ignore[call-overload]
     for core in cores:
-        per_core[core] = calibrate_core(tflm_dir, build_dir, core, jobs)
+        per_core[core] = calibrate_core(tflm_dir, build_dir, core, jobs, members)
     data = {
         "about": "Flash (bytes of .text + .rodata + .data) of TFLite Micro + CMSIS-NN links; search/flash_calibrate.py",
         "tflm_commit": TFLM_COMMIT,
@@ -512,10 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", nargs="+", default=["cortex-m4"], choices=sorted(CORE_FLAGS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "calibration" / "tflm_code_size.json")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--members-from", choices=sorted(CORE_FLAGS), help="build only what this core's links used")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        calibrate(args.tflm_dir, args.build_dir, args.cores, args.out, args.jobs)
+        calibrate(args.tflm_dir, args.build_dir, args.cores, args.out, args.jobs, args.members_from)
     except TinyfrontError as exc:
         print(f"error: {exc}")
         return 1

@@ -612,6 +612,37 @@ def test_export_page_lists_bundle_and_downloads(workdir: Path) -> None:
     assert at.download_button[0].proto.label.startswith("Download ONNX bundle")
 
 
+def test_export_page_shows_device_verification(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TFLM bundle's build status comes from its metadata.json; the build is offered only where it can run."""
+    from explorer.app import exports
+
+    monkeypatch.delenv("TINYFRONT_TFLM_DIR", raising=False)
+    report = _report()
+    trial = report.front[0]
+
+    def write(path: Path, verification: dict) -> None:
+        meta = {"bundle": {"verification": verification}}
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("model.tflite", b"\x00" * 64)
+            zf.writestr("metadata.json", json.dumps(meta))
+
+    write(exports.bundle_path(STUDY, trial, "tflm"), {"status": "not built or run for this model where it was made"})
+    at = _app("export", trial=trial)
+    assert not at.error, [e.value for e in at.error]
+    text = "\n".join(c.value for c in at.caption)
+    assert "not built or run for this model where it was made" in text
+    assert "Building here is not possible: set TINYFRONT_TFLM_DIR" in text
+    assert not [b for b in at.button if b.key == "build_verify"]
+
+    sentence = "built and verified: bit-exact on mps2-an386 (QEMU, cortex-m4, CMSIS-NN)"
+    built = {"status": sentence, "board": "mps2-an386", "arena_size": 7088, "arena_used": 6900, "compiler_flags": "-O2"}
+    write(exports.bundle_path(STUDY, trial, "tflm", built=True), built)
+    at = _app("export", trial=trial)
+    assert [s.value for s in at.success] == [sentence]
+    assert "arena 7,088 B stated, 6,900 B used on mps2-an386" in "\n".join(c.value for c in at.caption)
+    assert any(b.proto.label.startswith("Download the built and verified bundle") for b in at.download_button)
+
+
 def test_tables_label_provenance() -> None:
     figs = {
         "latency_ms": {"value": 12.345, "unit": "ms", "kind": "estimated", "method": "m", "error_pct": 15.0},

@@ -8,11 +8,14 @@ the trial's ``result.json``.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from explorer.app.state import check_study_name, state_dir, workdir
 from search.errors import ExportError
@@ -22,30 +25,64 @@ FORMATS: dict[str, str] = {
     "onnx": "ONNX Runtime (model.onnx, Python scripts, for Linux boards)",
 }
 EXPORT_TIMEOUT_S = 600
+#: A first ``--build`` compiles TFLite Micro for the core (minutes); later ones reuse the cached library.
+BUILD_TIMEOUT_S = 3600
 
 
-def bundle_path(study: str, trial: int, fmt: str) -> Path:
-    """Where the bundle of ``trial`` in format ``fmt`` is kept."""
+def bundle_path(study: str, trial: int, fmt: str, *, built: bool = False) -> Path:
+    """Where the bundle of ``trial`` in format ``fmt`` is kept (``built``: the one made with ``--build``)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown bundle format '{fmt}'; expected one of: {', '.join(FORMATS)}")
-    return state_dir("exports", check_study_name(study)) / f"trial-{int(trial)}-{fmt}.zip"
+    suffix = "-built" if built else ""
+    return state_dir("exports", check_study_name(study)) / f"trial-{int(trial)}-{fmt}{suffix}.zip"
 
 
-def build_bundle(storage: str, study: str, trial: int, fmt: str, artifacts_dir: str | None = None) -> Path:
-    """The bundle's zip, built now unless an up-to-date one exists; ExportError with the reason otherwise."""
-    out = bundle_path(study, trial, fmt)
+def build_unavailable() -> str | None:
+    """Why ``export --build`` cannot run here (None: it can): the TFLM tree and the tools it needs."""
+    tree = os.environ.get("TINYFRONT_TFLM_DIR", "").strip()
+    if not tree:
+        return "set TINYFRONT_TFLM_DIR to a TensorFlow Lite Micro tree with CMSIS-NN before starting the app"
+    if not (Path(tree) / "third_party" / "cmsis_nn").is_dir():
+        return f"TINYFRONT_TFLM_DIR={tree} is not a CMSIS-NN TensorFlow Lite Micro tree (no third_party/cmsis_nn)"
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed here"
+    return None
+
+
+def verification(path: Path) -> dict[str, Any]:
+    """The ``bundle.verification`` record of a TFLite Micro bundle's metadata.json ({} when absent)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("metadata.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+    record = (meta.get("bundle") or {}).get("verification") if isinstance(meta, dict) else None
+    return record if isinstance(record, dict) else {}
+
+
+def build_bundle(
+    storage: str, study: str, trial: int, fmt: str, artifacts_dir: str | None = None, *, build: bool = False
+) -> Path:
+    """The bundle's zip, built now unless an up-to-date one exists; ExportError with the reason otherwise.
+
+    ``build``: ``tinyfront export --build`` (TFLite Micro only): cross-compiled for the target's core
+    and verified in QEMU before the zip is written.
+    """
+    out = bundle_path(study, trial, fmt, built=build)
     result = Path(artifacts_dir) / "result.json" if artifacts_dir else None
     if out.is_file() and (result is None or not result.exists() or out.stat().st_mtime >= result.stat().st_mtime):
         return out
     command = [sys.executable, "-m", "explorer.cli", "export", "--study", study, "--trial", str(int(trial))]
     command += ["--storage", storage, "--format", fmt, "--output", str(out), "--force"]
+    if build:
+        command.append("--build")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
-        done = subprocess.run(
-            command, cwd=workdir(), env=env, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False
-        )
+        timeout = BUILD_TIMEOUT_S if build else EXPORT_TIMEOUT_S
+        done = subprocess.run(command, cwd=workdir(), env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise ExportError(f"building the {fmt} bundle of trial {trial} took over {EXPORT_TIMEOUT_S} s") from None
+        raise ExportError(f"building the {fmt} bundle of trial {trial} took over {timeout} s") from None
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.splitlines() if ln.startswith("tinyfront: error:")]
         reason = lines[-1].removeprefix("tinyfront: error:").strip() if lines else done.stderr.strip()[-600:]

@@ -55,12 +55,38 @@ st.download_button(
 table = pd.DataFrame([{"file": name, "bytes": n} for name, n in sorted(files.items())])
 st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 2, key="bundle_files")
 
-# The bundle's build and verification on the device's own kernels (cross-compiled, run under QEMU)
-# goes here once firmware_export reports it; until then the page says what has and has not been checked.
+# The bundle's build and verification on the device's own kernels (cross-compiled, run under QEMU).
 with st.container(border=True, key="bundle_verification"):
     st.markdown("**Build and verification on the device's kernels**")
-    st.caption(
-        "Not checked from the app yet: the bundle's figures come from TFLite Micro's reference kernels on this "
-        "host (flash and arena measured, latency estimated). Build it with the board's toolchain before relying "
-        "on them."
-    )
+    if fmt != "tflm":
+        st.caption("ONNX bundles run on Linux boards with ONNX Runtime: nothing to cross-compile.")
+    else:
+        record = exports.verification(path)
+        built_path = exports.bundle_path(study, number, fmt, built=True)
+        built = exports.verification(built_path) if built_path.is_file() else {}
+        if built.get("board"):
+            st.success(str(built.get("status")))
+            st.caption(
+                f"arena {built.get('arena_size', 0):,} B stated, {built.get('arena_used', 0):,} B used on "
+                f"{built.get('board')}; flags `{built.get('compiler_flags', '')}`"
+            )
+            st.download_button(
+                "Download the built and verified bundle (prebuilt library + QEMU image)",
+                data=built_path.read_bytes(),
+                file_name=f"{study}-trial-{number}-tflm-built.zip",
+                mime="application/zip",
+                icon=":material/verified:",
+                key="download_built_bundle",
+            )
+        else:
+            st.caption(str(record.get("status") or "not built or run for this model where it was made"))
+            reason = exports.build_unavailable()
+            if reason is not None:
+                st.caption(f"Building here is not possible: {reason}.")
+            elif st.button("Build for the target's core and verify in QEMU", key="build_verify"):
+                with (
+                    ui.boundary(),
+                    st.spinner("Cross-compiling TFLite Micro + CMSIS-NN and running the image in QEMU..."),
+                ):
+                    exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir, build=True)
+                    st.rerun()

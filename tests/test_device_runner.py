@@ -107,9 +107,9 @@ def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _reference_output(model: bytes, data: bytes) -> bytes:
-    from search.tflm import _runtime
+    from tflite_micro.python.tflite_micro import runtime
 
-    interpreter = _runtime().Interpreter.from_bytes(model, arena_size=200_000)
+    interpreter = runtime.Interpreter.from_bytes(model, arena_size=200_000)
     details = interpreter.get_input_details(0)
     interpreter.set_input(np.frombuffer(data, dtype=details["dtype"]).reshape(details["shape"]), 0)
     interpreter.invoke()

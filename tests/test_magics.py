@@ -10,7 +10,6 @@ import _thread
 import os
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -273,26 +272,23 @@ def test_resume_and_kernel_interrupt_keep_the_study_intact(
     assert again.trials == 2 and time.monotonic() - start < 15  # resumed: nothing left to run
 
     line = f"search {TINY} --data digits --family small_cnn --trials 3 --study interrupted"
-    stop = threading.Event()
+    import search.candidate
 
-    def interrupt_after_first_trial() -> None:  # what the kernel's interrupt button does: SIGINT the main thread
-        while not stop.is_set():
-            try:
-                trials = _study(folder, "interrupted").get_trials(deepcopy=False)
-            except KeyError:
-                trials = []
-            if any(t.state == TrialState.COMPLETE for t in trials):
-                _thread.interrupt_main()
-                return
-            time.sleep(0.1)
+    real_evaluate = search.candidate.evaluate_candidate
+    builds = []
 
-    watcher = threading.Thread(target=interrupt_after_first_trial, daemon=True)
-    watcher.start()
-    try:
-        summary = shell.run_line_magic("tinyfront", line)
-    finally:
-        stop.set()
-        watcher.join()
+    def interrupt_in_second_build(*args: Any, **kwargs: Any) -> Any:
+        # What the kernel's interrupt button does (SIGINT to the main thread), on an observed event: the
+        # second candidate build starts, after at least one trial finished. Not after a guessed delay.
+        builds.append(1)
+        if len(builds) >= 2:
+            _thread.interrupt_main()
+            time.sleep(60)  # the KeyboardInterrupt ends this sleep
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(search.candidate, "evaluate_candidate", interrupt_in_second_build)
+    summary = shell.run_line_magic("tinyfront", line)
+    monkeypatch.setattr(search.candidate, "evaluate_candidate", real_evaluate)
     assert summary.interrupted and 1 <= summary.complete < 3
     trials = _study(folder, "interrupted").get_trials(deepcopy=False)
     assert not [t for t in trials if t.state == TrialState.RUNNING]

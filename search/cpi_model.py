@@ -29,7 +29,6 @@ coverage on held-out rows (each row's interval computed without it).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ import numpy as np
 
 from search.errors import MeasurementError
 from search.figures import Figure
+from search.latency_model import CalibrationRow, calibration_rows
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 PUBLISHED_CSV = CALIBRATION_DIR / "mcu_latency.csv"
@@ -70,18 +70,8 @@ COVERAGE = 0.9
 
 
 @dataclass(frozen=True)
-class PublishedRow:
-    """One published board latency (a row of mcu_latency.csv, with its source)."""
-
-    model: str
-    model_file: str
-    macs: int
-    core: str
-    board: str
-    clock_mhz: float
-    engine: str
-    latency_ms: float
-    source: str
+class PublishedRow(CalibrationRow):
+    """One published board latency (a row of mcu_latency.csv, with its source), as the CPI fit sees it."""
 
     @property
     def fitted(self) -> bool:
@@ -93,15 +83,11 @@ class PublishedRow:
 
 
 def published_rows(path: Path | None = None) -> list[PublishedRow]:
-    """The rows of the shipped ``mcu_latency.csv`` (or ``path``)."""
-    with (path or PUBLISHED_CSV).open(newline="", encoding="utf-8") as fh:
-        return [
-            PublishedRow(
-                r["model"], r["model_file"], int(float(r["macs"])), r["core"].strip().lower(), r["board"],
-                float(r["clock_mhz"]), r["engine"], float(r["latency_ms"]), r["source"],
-            )
-            for r in csv.DictReader(fh)
-        ]  # fmt: skip
+    """The rows of the shipped ``mcu_latency.csv`` (or ``path``), read by latency_model.calibration_rows."""
+    file = path or PUBLISHED_CSV
+    if not file.is_file():
+        raise MeasurementError(f"published latency table {file} is missing")
+    return [PublishedRow(**asdict(row)) for row in calibration_rows(file)]
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import numpy as np
 
 from search.errors import MeasurementError
 from search.figures import Figure
-from search.latency_model import CalibrationRow, calibration_rows
+from search.latency_model import CORE_CLASSES, CalibrationRow, calibration_rows
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 PUBLISHED_CSV = CALIBRATION_DIR / "mcu_latency.csv"
@@ -55,15 +55,9 @@ RUNNER_FOR_CORE: dict[str, str] = {
     "cortex-m55": "cortex-m55",
     "cortex-m85": "cortex-m55",
 }
-#: targets.toml core -> CPI class (one fitted CPI each).
-CPI_CLASS: dict[str, str] = {
-    "cortex-m4": "cortex-m4",
-    "cortex-m4f": "cortex-m4",
-    "cortex-m33": "cortex-m33",
-    "cortex-m7": "cortex-m7",
-    "cortex-m55": "helium",
-    "cortex-m85": "helium",
-}
+#: targets.toml core -> CPI class (one fitted CPI each): the MAC model's core classes, for the cores a
+#: device runner counts instructions on.
+CPI_CLASS: dict[str, str] = {core: cls for core, cls in CORE_CLASSES.items() if core in RUNNER_FOR_CORE}
 #: Engines of the rows the CPI model is fitted to (see the module docstring for why).
 FITTED_ENGINES: tuple[str, ...] = ("microtvm+cmsis-nn", "tflm+cmsis-nn(helium)")
 COVERAGE = 0.9

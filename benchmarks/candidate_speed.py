@@ -1,17 +1,29 @@
-"""Seconds per candidate on the demo dataset, split by stage (train, prune, qat, convert, measure).
+"""Seconds per candidate, split by stage, as a search worker sees them: cold, dense and pruned.
 
-Evaluates a handful of default-size candidates (mobilenet_v1, width 0.5, default epochs) for a
-Cortex-M33 target, each with a fresh base model (no cache, so training is always counted), and
-prints p50 / p99 of the total and of each stage. TensorFlow's one-off import is excluded and
-printed separately. Goal from the issue: p50 <= 10 s on 2 cores.
+A search worker is one long-lived process; every candidate of one width starts from the same
+cached base model. This benchmark evaluates, in one process and for one width:
 
-    python benchmarks/candidate_speed.py [--n 5] [--target stm32l552]
+1. a **cold** candidate (dense int8): trains the base model (cached for the rest);
+2. the same **dense** and **pruned** candidates twice: once with a fresh tfmot wrapper per pruned
+   candidate (``REUSE_PRUNING_SESSIONS = False``: the pipeline before pruning sessions, where
+   TensorFlow traces the wrapped training step again for every candidate) and once with the
+   pruning session reused (:func:`search.training.prune` with the base's key, today's pipeline).
+
+It prints p50 / p99 per kind and stage, the pruned / dense ratio of p50s, and the deployed accuracy
+of every candidate under both pipelines (the speed-up must not change it by more than 1 point).
+TensorFlow's one-off import is printed separately. Figures are wall-clock seconds on this machine;
+the load average is printed beside them.
+
+    python benchmarks/candidate_speed.py                            # digits demo, mobilenet_v1 w0.5
+    python benchmarks/candidate_speed.py --data bench:kws           # ds_cnn on KWS-shaped 49x10 features
+    python benchmarks/candidate_speed.py --data bench:vww --width 0.25 --epochs 3
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,54 +31,104 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_FAMILY = {"demo": "mobilenet_v1", "bench:kws": "ds_cnn", "bench:vww": "mobilenet_v1"}
+DENSE = (("int8", 0.0), ("float32", 0.0), ("int16x8", 0.0))
+PRUNED = (("int8", 0.3), ("int16x8", 0.5), ("int8", 0.6), ("float32", 0.75))
+
+
+def p(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=5, help="candidates to evaluate")
+    parser.add_argument("--data", default="demo", help="demo, bench:kws or bench:vww")
+    parser.add_argument("--family", help="model family (default: mobilenet_v1; ds_cnn for bench:kws)")
+    parser.add_argument("--width", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--target", default="stm32l552")
     args = parser.parse_args()
+    family = args.family or DEFAULT_FAMILY.get(args.data, "mobilenet_v1")
 
     start = time.perf_counter()
     from search import _lazy
 
     _lazy.tensorflow()
     import_s = time.perf_counter() - start
+    from search import training
     from search.candidate import evaluate_candidate
-    from search.data import load_demo
+    from search.data import load_dataset
     from search.result import CandidateSpec
     from search.targets import get_target
 
     target = get_target(args.target)
-    data = load_demo()
-    specs = [
-        CandidateSpec(sparsity=s, precision=p, seed=i)
-        for i, (s, p) in enumerate([(0.0, "int8"), (0.5, "int8"), (0.0, "float32"), (0.3, "int16x8"), (0.6, "int8")])
-    ][: args.n]
-    totals: list[float] = []
-    by_kind: dict[str, list[float]] = {"dense": [], "pruned": []}
-    stages: dict[str, list[float]] = {}
+    data = load_dataset(args.data)
+
+    def spec(precision: str, sparsity: float) -> CandidateSpec:
+        return CandidateSpec(
+            family=family, width=args.width, sparsity=sparsity, precision=precision, epochs=args.epochs,
+            finetune_epochs=args.finetune_epochs,
+        )  # fmt: skip
+
+    print(
+        f"{args.data}: {len(data.x_train)} training samples of {data.x_train.shape[1:]}, {data.num_classes} classes; "
+        f"{family} width {args.width:g}, {args.epochs} epochs + {args.finetune_epochs} fine-tune; "
+        f"target {target.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+    )
+    rows: dict[str, dict[str, list[float]]] = {}
+    accuracy: dict[tuple[str, str, float], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, spec in enumerate(specs):
-            t0 = time.perf_counter()
-            result = evaluate_candidate(spec, target, data, Path(tmp) / f"c{i}")
-            totals.append(time.perf_counter() - t0)
-            by_kind["pruned" if spec.sparsity > 0 else "dense"].append(totals[-1])
-            for name, sec in result.stage_seconds.items():
-                stages.setdefault(name, []).append(sec)
-            print(
-                f"candidate {i}: sparsity {spec.sparsity:g} {spec.precision:8s} total {totals[-1]:5.1f} s  "
-                + "  ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items())
-                + f"  accuracy {result.figures['accuracy'].value:.3f}"
-            )
-    print(f"\nTensorFlow import (once per process): {import_s:.1f} s")
-    print(f"{'stage':10s} {'p50 s':>7s} {'p99 s':>7s}")
-    for name, values in [("total", totals), *stages.items()]:
-        print(f"{name:10s} {np.percentile(values, 50):7.2f} {np.percentile(values, 99):7.2f}")
-    for kind, values in by_kind.items():
-        if values:
-            print(f"{kind + ' candidates':18s} p50 {np.percentile(values, 50):6.2f} s over {len(values)}")
-    print(f"\ngoal p50 <= 10 s per candidate: {'met' if np.percentile(totals, 50) <= 10 else 'NOT met'}")
+        cache = Path(tmp) / "base_models"
+        t0 = time.perf_counter()
+        cold = evaluate_candidate(spec("int8", 0.0), target, data, Path(tmp) / "cold", cache_dir=cache)
+        cold_s = time.perf_counter() - t0
+        print(
+            f"cold   dense int8      {cold_s:6.1f} s  "
+            + "  ".join(f"{k} {v:.1f}" for k, v in cold.stage_seconds.items())
+            + f"  accuracy {cold.figures['accuracy'].value:.3f}"
+        )
+        for pipeline, reuse in (("fresh wrapper", False), ("reused session", True)):
+            training.REUSE_PRUNING_SESSIONS = reuse
+            training._PRUNING_SESSIONS.clear()
+            order = [x for pair in zip(PRUNED, (*DENSE, None), strict=True) for x in pair if x is not None]
+            for i, (precision, sparsity) in enumerate(order):
+                kind = "pruned" if sparsity > 0 else "dense"
+                t0 = time.perf_counter()
+                res = evaluate_candidate(
+                    spec(precision, sparsity), target, data, Path(tmp) / f"{reuse}-{i}", cache_dir=cache
+                )
+                total = time.perf_counter() - t0
+                stats = rows.setdefault(f"{pipeline}: {kind}", {})
+                stats.setdefault("total", []).append(total)
+                for name, sec in res.stage_seconds.items():
+                    stats.setdefault(name, []).append(sec)
+                accuracy[(pipeline, precision, sparsity)] = res.figures["accuracy"].value
+                print(
+                    f"{pipeline:15s} {kind:6s} s={sparsity:<4g} {precision:8s} {total:6.1f} s  "
+                    + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
+                    + f"  accuracy {res.figures['accuracy'].value:.3f}"
+                )
+    print(f"\nTensorFlow import (once per worker process): {import_s:.1f} s; cold candidate: {cold_s:.1f} s")
+    stages = ("total", "train", "prune", "qat", "convert", "measure")
+    print(f"\n{'p50 / p99 s':28s}" + "".join(f"{s:>15s}" for s in stages))
+    for name, stats in rows.items():
+        cells = [f"{p(stats[s], 50):6.2f} / {p(stats[s], 99):5.2f}" if s in stats else f"{'-':>15s}" for s in stages]
+        print(f"{name:28s}" + "".join(f"{c:>15s}" for c in cells))
+    print()
+    for pipeline in ("fresh wrapper", "reused session"):
+        dense, pruned = rows[f"{pipeline}: dense"]["total"], rows[f"{pipeline}: pruned"]["total"]
+        ratio = p(pruned, 50) / p(dense, 50)
+        print(f"{pipeline:15s}: pruned p50 / dense p50 = {p(pruned, 50):.2f} / {p(dense, 50):.2f} = x{ratio:.2f}")
+    print("\ndeployed accuracy, fresh wrapper vs reused session (pruned candidates):")
+    worst = 0.0
+    for precision, sparsity in PRUNED:
+        a, b = accuracy[("fresh wrapper", precision, sparsity)], accuracy[("reused session", precision, sparsity)]
+        worst = max(worst, abs(a - b))
+        print(f"  s={sparsity:<4g} {precision:8s} {a:.4f}  {b:.4f}  difference {100 * (b - a):+.2f} points")
+    print(f"largest difference: {100 * worst:.2f} points (goal <= 1 point)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Search throughput: trials per minute with 1 and 2 workers, and the time base-model reuse saves.
 
 1. Workers: the same real study (``search.workers.run_search``: training, pruning, conversion,
-   measurement) run on a fresh SQLite storage with 1 worker, then with 2 worker processes;
-   trials per minute = trials / wall time (process start-up included).
+   measurement) run on a fresh SQLite storage with 1 worker, then with 2 worker processes (each
+   with TensorFlow thread pools of cores / 2, ``search.workers.worker_threads``), and with
+   ``--postgres URL`` 2 workers through PostgreSQL; trials per minute = trials / wall time
+   (process start-up included), and in steady state (from the first trial's end to the last's).
 2. Reuse: three precisions of one width (0.5, sparsity 0) evaluated with the base-model cache
    (trained once, reused by the other two) and without it (trained every time).
 
@@ -33,16 +35,23 @@ from search.study import StudyConfig  # noqa: E402
 from search.targets import get_target  # noqa: E402
 
 
-def run_workers(args: argparse.Namespace, out: Path, workers: int) -> tuple[float, int]:
+def run_workers(
+    args: argparse.Namespace, out: Path, workers: int, storage: str | None = None
+) -> tuple[float, float, int]:
+    """(wall seconds, steady-state trials per minute, trials) of one fresh study run with ``workers``.
+
+    Steady state: trials finished between the first trial's end and the last one's, per minute of
+    that span (TensorFlow start-up and the first base model's training excluded)."""
     from search.workers import run_search
 
-    folder = out / f"workers-{workers}"
+    folder = out / f"workers-{workers}{'-pg' if storage else ''}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = StudyConfig(
         target=get_target(args.target),
-        study_name="throughput",
-        storage=f"sqlite:///{folder / 'study.db'}",
+        study_name=f"throughput-{workers}-{int(time.time())}",
+        storage=storage or f"sqlite:///{folder / 'study.db'}",
+        data=args.data,
         family=args.family,
         space=SearchSpace(width_min=0.25, width_max=0.5, precisions=("int8", "float32", "int16x8")),
         sampler="random",
@@ -53,7 +62,10 @@ def run_workers(args: argparse.Namespace, out: Path, workers: int) -> tuple[floa
     start = time.perf_counter()
     study = run_search(config, args.trials, workers)
     seconds = time.perf_counter() - start
-    return seconds, len(study.trials)
+    ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
+    span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
+    steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")
+    return seconds, steady, len(study.trials)
 
 
 def reuse(args: argparse.Namespace, out: Path) -> tuple[float, float, int]:
@@ -86,6 +98,10 @@ def main() -> None:
     ap.add_argument("--target", default="nucleo-f446re")
     ap.add_argument("--family", default="mobilenet_v1")
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--data", default=None, help="dataset spec (default: the digits demo; bench:kws, bench:vww)")
+    ap.add_argument(
+        "--postgres", metavar="URL", help="also run 2 workers through this PostgreSQL storage (postgresql://...)"
+    )
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--out", default="tinyfront_bench/search_throughput")
@@ -98,12 +114,21 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
     print(f"family {args.family}, epochs {args.epochs}, fine-tune epochs {args.finetune_epochs}, target {args.target}")
     if not args.skip_workers:
-        rates = {}
-        for workers in (1, 2):
-            seconds, n = run_workers(args, out, workers)
-            rates[workers] = n / seconds * 60
-            print(f"{workers} worker(s): {n} trials in {seconds:.1f} s = {rates[workers]:.2f} trials/min")
-        print(f"2 workers / 1 worker: x{rates[2] / rates[1]:.2f}")
+        rates: dict[str, tuple[float, float]] = {}
+        runs = [("1 worker, SQLite", 1, None), ("2 workers, SQLite", 2, None)]
+        if args.postgres:
+            runs.append(("2 workers, PostgreSQL", 2, args.postgres))
+        for label, workers, storage in runs:
+            seconds, steady, n = run_workers(args, out, workers, storage)
+            rates[label] = (n / seconds * 60, steady)
+            print(
+                f"{label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} trials/min wall "
+                f"(start-up included), {steady:5.2f} trials/min steady state"
+            )
+        one = rates["1 worker, SQLite"]
+        for label, (wall, steady) in rates.items():
+            if label != "1 worker, SQLite":
+                print(f"{label} / 1 worker: x{wall / one[0]:.2f} wall, x{steady / one[1]:.2f} steady state")
     if not args.skip_reuse:
         cached, uncached, n = reuse(args, out)
         print(

@@ -217,7 +217,7 @@ def evaluate_candidate(
             depth=spec.depth,
         )
     with _stage(seconds, "prune", progress):
-        model = training.prune(training.clone(base), spec.sparsity, x_train, dataset.y_train, settings)
+        model = training.prune(training.clone(base), spec.sparsity, x_train, dataset.y_train, settings, key=key)
     zero_fractions = _kernel_zero_fractions(model)
     if spec.precision == "int8_qat":
         with _stage(seconds, "qat", progress):

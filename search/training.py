@@ -190,38 +190,123 @@ def clone(model: tf_keras.Model) -> tf_keras.Model:
 
 
 def prune(
-    model: tf_keras.Model, sparsity: float, x_train: np.ndarray, y_train: np.ndarray, settings: TrainSettings
+    model: tf_keras.Model,
+    sparsity: float,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    settings: TrainSettings,
+    *,
+    key: str | None = None,
 ) -> tf_keras.Model:
     """Magnitude-prune to ``sparsity`` with a PolynomialDecay schedule and a short fine-tune.
 
     tfmot's default pruning frequency is 100 steps, far more than a short fine-tune has, so the
     schedule prunes about eight times (every ``total // 8`` steps) and reaches the final sparsity
-    at ~70% of the fine-tune; the remaining steps recover accuracy at that sparsity. Returns the
-    stripped (plain Keras) model, recompiled.
+    at ~70% of the fine-tune; the remaining steps recover accuracy at that sparsity. Returns
+    ``model`` itself with the pruned weights, recompiled.
+
+    With ``key`` (the base model's :func:`base_key`) the tfmot-wrapped model, its compiled and
+    traced training step and its schedule are kept in this process (:class:`_PruningSession`) and
+    reused by the next candidate of the same base at any sparsity: the final sparsity is a variable
+    the traced step reads, the wrapper's masks, thresholds and step counter and the optimizer's
+    state are reset, and the candidate's weights are copied in. TensorFlow then does not trace the
+    wrapped training step again for every pruned candidate, the cost that made a pruned candidate
+    2.4x a dense one. Without ``key`` a fresh wrapped model is built and dropped.
     """
     if sparsity <= 0:
         return model
-    tfmot = _lazy.tfmot()
     steps_per_epoch = math.ceil(len(x_train) / settings.batch_size)
-    total = max(2, steps_per_epoch * max(1, settings.finetune_epochs))
-    frequency = max(1, total // 8)
-    end_step = frequency * max(1, int(total * 0.7) // frequency)
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=float(sparsity), begin_step=0, end_step=end_step, frequency=frequency
-    )
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-    _compile(pruned, settings.learning_rate / 2)
-    pruned.fit(
-        x_train,
-        y_train,
-        epochs=max(1, settings.finetune_epochs),
-        batch_size=settings.batch_size,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        verbose=0,
-    )
-    stripped = tfmot.sparsity.keras.strip_pruning(pruned)
-    _compile(stripped, settings.learning_rate)
-    return stripped
+    cache_key = (key, settings, len(x_train)) if key and REUSE_PRUNING_SESSIONS else None
+    session = _PRUNING_SESSIONS.get(cache_key) if cache_key else None
+    if session is None:
+        session = _PruningSession(model, steps_per_epoch, settings)
+        if cache_key:
+            _PRUNING_SESSIONS.put(cache_key, session)
+    session.run(model, float(sparsity), x_train, y_train)
+    _compile(model, settings.learning_rate)
+    return model
+
+
+class _PruningSession:
+    """A tfmot-wrapped private copy of a base model, compiled once, that prunes any copy of that base.
+
+    The wrapped model is built from a clone, so the model a caller passes in is never wrapped: its
+    weights are copied in before the fine-tune and the pruned weights copied back after it.
+    """
+
+    def __init__(self, model: tf_keras.Model, steps_per_epoch: int, settings: TrainSettings) -> None:
+        tf, tfmot = _lazy.tensorflow(), _lazy.tfmot()
+        total = max(2, steps_per_epoch * max(1, settings.finetune_epochs))
+        frequency = max(1, total // 8)
+        end_step = frequency * max(1, int(total * 0.7) // frequency)
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            initial_sparsity=0.0, final_sparsity=0.5, begin_step=0, end_step=end_step, frequency=frequency
+        )
+        # The traced step reads the final sparsity from this variable (PolynomialDecay only does
+        # arithmetic with it), so one trace serves every sparsity.
+        self.final_sparsity = tf.Variable(0.5, trainable=False, dtype=tf.float32, name="tinyfront_final_sparsity")
+        schedule.final_sparsity = self.final_sparsity
+        self.wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone(model), pruning_schedule=schedule)
+        _compile(self.wrapped, settings.learning_rate / 2)
+        self.initial = self.wrapped.get_weights()  # masks 1, thresholds 0, pruning step -1
+        self.epochs = max(1, settings.finetune_epochs)
+        self.batch_size = settings.batch_size
+
+    def _inner(self) -> dict[str, Any]:
+        return {getattr(layer, "layer", layer).name: getattr(layer, "layer", layer) for layer in self.wrapped.layers}
+
+    def run(self, model: tf_keras.Model, sparsity: float, x_train: np.ndarray, y_train: np.ndarray) -> None:
+        tfmot = _lazy.tfmot()
+        self.wrapped.set_weights(self.initial)
+        inner = self._inner()
+        for layer in model.layers:
+            if layer.weights:
+                inner[layer.name].set_weights(layer.get_weights())
+        optimizer = self.wrapped.optimizer
+        for var in optimizer.variables:  # a fresh Adam: step 0, zero moments (the learning rate is not among them)
+            var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
+        self.final_sparsity.assign(sparsity)
+        self.wrapped.fit(
+            x_train,
+            y_train,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+            verbose=0,
+        )
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(inner[layer.name].get_weights())
+
+
+class _SessionCache:
+    """The last few pruning sessions of this process (a search has one base per width)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: dict[Any, _PruningSession] = {}
+
+    def get(self, key: Any) -> _PruningSession | None:
+        session = self.items.pop(key, None)
+        if session is not None:
+            self.items[key] = session  # most recently used last
+        return session
+
+    def put(self, key: Any, session: _PruningSession) -> None:
+        self.items[key] = session
+        while len(self.items) > self.size:
+            self.items.pop(next(iter(self.items)))
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+#: Reuse pruning sessions across candidates of one base (benchmarks switch it off to measure a fresh
+#: wrapper per candidate, the pipeline before sessions).
+REUSE_PRUNING_SESSIONS = True
+#: Pruning sessions kept per process: four widths, the default space's.
+PRUNING_SESSIONS_KEPT = 4
+_PRUNING_SESSIONS = _SessionCache(PRUNING_SESSIONS_KEPT)
 
 
 def quantize_aware(

@@ -1,0 +1,52 @@
+"""Pruning reuses one traced, tfmot-wrapped training step per base model and prunes exactly as a fresh one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import training
+from search.candidate import _kernel_zero_fractions
+
+
+@pytest.mark.slow
+def test_a_reused_pruning_session_prunes_like_a_fresh_one_without_tracing_again() -> None:
+    from search import _lazy
+    from search.data import load_demo
+
+    data = load_demo(seed=0)
+    settings = training.TrainSettings(epochs=1, finetune_epochs=1, seed=0)
+    _lazy.keras().utils.set_random_seed(0)
+    base, _ = training.train_base("mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings)
+    before = [w.copy() for w in base.get_weights()]
+    training._PRUNING_SESSIONS.clear()
+
+    def pruned(sparsity: float, key: str | None) -> tuple[float, float]:
+        model = training.prune(training.clone(base), sparsity, data.x_train, data.y_train, settings, key=key)
+        return _kernel_zero_fractions(model)[1], training.keras_accuracy(model, data.x_val, data.y_val)
+
+    fresh = pruned(0.8, None)
+    assert not training._PRUNING_SESSIONS.items  # no key: nothing kept
+    reused = {s: pruned(s, "base-a") for s in (0.5, 0.8)}
+    (session,) = training._PRUNING_SESSIONS.items.values()
+    traces = session.wrapped.train_function.experimental_get_tracing_count()
+    assert pruned(0.8, "base-a") == reused[0.8]
+    assert session.wrapped.train_function.experimental_get_tracing_count() == traces  # no new trace
+    for s in (0.5, 0.8):
+        assert reused[s][0] == pytest.approx(s, abs=0.01)  # pruned conv/dense kernels reach the sparsity
+    assert reused[0.8][0] == pytest.approx(fresh[0], abs=0.005)
+    assert reused[0.8][1] == pytest.approx(fresh[1], abs=0.01)  # the same accuracy as a fresh wrapper's
+    for w, w0 in zip(base.get_weights(), before, strict=True):  # the base model is never touched
+        np.testing.assert_array_equal(w, w0)
+    training._PRUNING_SESSIONS.clear()
+
+
+def test_the_session_cache_keeps_the_most_recently_used() -> None:
+    cache = training._SessionCache(2)
+    a, b, c = object(), object(), object()
+    cache.put("a", a)  # type: ignore[arg-type]
+    cache.put("b", b)  # type: ignore[arg-type]
+    assert cache.get("a") is a  # now the most recent
+    cache.put("c", c)  # type: ignore[arg-type]
+    assert list(cache.items) == ["a", "c"]
+    assert cache.get("b") is None

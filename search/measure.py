@@ -12,8 +12,9 @@ CPI), the model also runs on the device's own TFLM + CMSIS-NN code in QEMU
 reason; SRAM becomes the smallest arena that allocates with those kernels plus the peak stack of
 ``AllocateTensors()`` + ``Invoke()``, both measured there, plus the static data of the real links
 (estimated); the latency becomes measured instructions x the calibrated cycles-per-instruction of
-:mod:`search.cpi_model`, estimated with its 90 % interval. Without a runner the figures above are
-used, and each figure's method says which source it came from.
+:mod:`search.cpi_model` (the target's ``latency_calibration`` from ``tinyfront calibrate`` when
+``targets.toml`` names one, else the shipped fit), estimated with its 90 % interval. Without a
+runner the figures above are used, and each figure's method says which source it came from.
 
 SRAM beyond the arena (documented estimates):
 
@@ -146,7 +147,7 @@ def _device_figures(model: bytes, target: Target) -> tuple[Figure, Figure] | Non
         return None
     from search.device_runner import device_figures
 
-    figs = device_figures(model, target.core, target.clock_mhz)
+    figs = device_figures(model, target.core, target.clock_mhz, calibration=target.latency_calibration)
     if not figs.deployable or figs.arena is None or figs.stack is None or figs.latency is None:
         raise CandidateError(
             f"the model does not run with the device's own kernels on {target.core} "

@@ -250,16 +250,34 @@ def test_calibrate_command_fits_a_target(
     assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method
 
 
+#: (target, runner core, published KWS latency in ms, device arena of KWS in bytes) per core class:
+#: the published rows are microTVM + CMSIS-NN on NUCLEO-L4R5ZI and nRF5340-DK, TFLM + CMSIS-NN (Helium) on
+#: EK-RA8D1 (a Cortex-M85, measured on the Cortex-M55 runner: the same Helium code paths, which
+#: test_kws_on_the_device_runner shows QEMU runs bit-exact); search/calibration/mcu_latency.csv.
+RUNNER_TARGETS = [
+    ("nucleo-l4r5zi", "cortex-m4", 99.8, 22_832),
+    ("nrf5340", "cortex-m33", 76.1, 22_832),
+    ("ek-ra8d1", "cortex-m55", 3.47, 27_312),
+]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize(("target_name", "runner_core", "published_ms", "arena"), RUNNER_TARGETS)
 def test_measure_uses_the_runner_when_a_tree_is_given(
-    runner_cache: Path, mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch
+    runner_cache: Path,
+    mlperf_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target_name: str,
+    runner_core: str,
+    published_ms: float,
+    arena: int,
 ) -> None:
     """With $TINYFRONT_TFLM_DIR a TFLM target's SRAM and latency come from the device runner; without, from the host."""
     from search.measure import device_runner_for, measure_tflite
     from search.targets import get_target
 
     model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
-    target = get_target("nucleo-l4r5zi")  # Cortex-M4 at 120 MHz, as the published 99.8 ms row
+    target = get_target(target_name)
     monkeypatch.delenv("TINYFRONT_TFLM_DIR", raising=False)
     assert device_runner_for(target) is None
     host = measure_tflite(model, target)
@@ -267,11 +285,51 @@ def test_measure_uses_the_runner_when_a_tree_is_given(
 
     monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
     monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
-    assert device_runner_for(target) == "cortex-m4"
+    assert device_runner_for(target) == runner_core
     dev = measure_tflite(model, target)
     assert dev.latency.kind == "estimated" and "instructions measured on the device" in dev.latency.method
     assert "90% interval" in dev.latency.method and dev.latency.error_pct is not None
-    assert abs(dev.latency.value - 99.8) / 99.8 < 0.15  # published: microTVM + CMSIS-NN on NUCLEO-L4R5ZI
+    assert "calibration: cpi_fit (published MLPerf Tiny rows)" in dev.latency.method
+    assert abs(dev.latency.value - published_ms) / published_ms < 0.15
+    half = dev.latency.error_pct / 100  # the published latency lies inside the stated 90 % interval
+    assert dev.latency.value / (1 + half) <= published_ms <= dev.latency.value * (1 + half)
     assert "measured on the device's TFLM + CMSIS-NN code" in dev.sram.method
-    # device arena (22,832 B) + stack + 1 KiB of interpreter objects: between the arena alone and +8 KiB
-    assert 22_832 / 1024 < dev.sram.value < (22_832 + 8 * 1024) / 1024
+    # device arena + stack + 1 KiB of interpreter objects: between the arena alone and +8 KiB
+    assert f"arena {arena:,} B" in dev.sram.method
+    assert arena / 1024 < dev.sram.value < (arena + 8 * 1024) / 1024
+
+
+@pytest.mark.slow
+def test_measure_uses_the_targets_own_calibration(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target whose targets.toml entry names a latency_calibration gets cpi x instructions / clock from it."""
+    import json
+    import re
+
+    from search import cpi_model as cm
+    from search.measure import measure_tflite
+    from search.targets import get_target
+
+    rows = [
+        cm.PublishedRow(f"m{i}", f"m{i}.tflite", 0, "cortex-m33", "b", 128.0, "tflm", 1.25 * n / 128e3, "test")
+        for i, n in enumerate((3e6, 8e6, 20e6))
+    ]
+    fit = cm.fit([cm.Sample(r, int(r.latency_ms * 128e3 / 1.25), 0) for r in rows], flash_term=False)
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "mine.json").write_text(json.dumps({"name": "my nRF5340", "fit": fit.to_dict()}))
+    (tmp_path / "targets.toml").write_text(
+        '[targets.mine]\ncore = "cortex-m33"\nclock_mhz = 128\nflash_kb = 1024\nsram_kb = 512\n'
+        'runtime = "tflm"\nlatency_calibration = "cal/mine.json"\n'
+        "budget = { app_flash_kb = 100, app_sram_kb = 100, latency_ms = 200 }\n"
+    )
+    target = get_target("mine", tmp_path / "targets.toml")
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    dev = measure_tflite((mlperf_dir / "kws_ref_model.tflite").read_bytes(), target)
+    match = re.match(r"([\d,]+) instructions measured on the device", dev.latency.method)
+    assert match is not None, dev.latency.method
+    instructions = int(match.group(1).replace(",", ""))
+    assert abs(instructions / 7_680_900 - 1) < 0.03  # KWS on the Cortex-M33 runner
+    assert dev.latency.value == pytest.approx(1.25 * instructions / 128e3, abs=1e-3)  # CPI 1.25, no flash term
+    assert f"calibration: my nRF5340 [{tmp_path / 'cal' / 'mine.json'}]" in dev.latency.method

@@ -333,3 +333,23 @@ def test_measure_uses_the_targets_own_calibration(
     assert abs(instructions / 7_680_900 - 1) < 0.03  # KWS on the Cortex-M33 runner
     assert dev.latency.value == pytest.approx(1.25 * instructions / 128e3, abs=1e-3)  # CPI 1.25, no flash term
     assert f"calibration: my nRF5340 [{tmp_path / 'cal' / 'mine.json'}]" in dev.latency.method
+
+
+@pytest.mark.slow
+def test_a_model_over_1_mib_runs_on_the_m55_runner(runner_cache: Path, mlperf_dir: Path) -> None:
+    """The AN547 runner reads its blob from DDR: MLPerf Tiny ad01_fp32 (1,067,648 B) fits and runs."""
+    from firmware_export.device.runner import pack_blob, runner_board
+    from search.device_runner import run_on_device
+
+    model = (mlperf_dir / "ad01_fp32.tflite").read_bytes()
+    data = np.random.default_rng(0).standard_normal(640).astype(np.float32).tobytes()
+    blob = pack_blob(model, data)
+    assert len(blob) > 0x100000  # more than the 1 MiB the blob had in the FPGA SRAM
+    assert len(blob) <= runner_board("cortex-m55").blob_max
+    m = run_on_device(model, "cortex-m55", data, tree=TFLM_CMSIS, cache_dir=runner_cache)
+    assert m.error is None, m.error
+    assert m.allocated and m.arena_min is not None and 4_000 < m.arena_min < 8_000  # M4/M33 runners: 4,848 B
+    assert m.instructions is not None and m.instructions > 100_000
+    out = np.frombuffer(m.outputs[0], dtype=np.float32)
+    ref = np.frombuffer(_reference_output(model, data), dtype=np.float32)
+    assert out.shape == (640,) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)

@@ -25,6 +25,11 @@ is ``[pred * exp(-h), pred * exp(h)]`` with ``h`` the split-conformal 90 % quant
 absolute log residuals (the ceil(0.9 (n+1))-th smallest of n), which covers a new row with
 probability >= 90 % if rows are exchangeable. ``benchmarks/latency_device_model.py`` checks the
 coverage on held-out rows (each row's interval computed without it).
+
+Users extend it: ``tinyfront calibrate`` fits one CPI per target to their own board's latencies and
+writes a file in the same format; a target whose ``targets.toml`` entry names it
+(``latency_calibration``, checked by :mod:`search.targets` with :func:`load_fit`) has its
+device-runner latencies estimated with it, and the figure's method names that file.
 """
 
 from __future__ import annotations

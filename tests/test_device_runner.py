@@ -222,13 +222,18 @@ def test_device_figures_name_their_source(runner_cache: Path, mlperf_dir: Path) 
 
 @pytest.mark.slow
 def test_calibrate_command_fits_a_target(
-    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner_cache: Path,
+    mlperf_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import argparse
     import json
 
     from explorer.commands import calibrate
     from search.cpi_model import estimate_latency, load_fit
+    from search.targets import DEFAULT_TARGETS_FILE
 
     lines = ["file,target,latency_ms,engine"]
     for name, ms in (("kws_ref_model", 99.8), ("ad01_int8", 8.61), ("pretrainedResnet_quant", 389.6)):
@@ -248,6 +253,12 @@ def test_calibrate_command_fits_a_target(
         7_698_600, 0, "cortex-m4", 120.0, calibration=load_fit(tmp_path / "out" / "nucleo-l4r5zi.json")
     )
     assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method
+    # The line to paste into targets.toml names the file it wrote (absolute: it is outside the repository).
+    written = (tmp_path / "out" / "nucleo-l4r5zi.json").resolve()
+    assert (
+        f'[targets.nucleo-l4r5zi] in {DEFAULT_TARGETS_FILE}: latency_calibration = "{written}"'
+        in capsys.readouterr().out
+    )
 
 
 #: (target, runner core, published KWS latency in ms, device arena of KWS in bytes) per core class:

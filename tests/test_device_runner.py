@@ -364,3 +364,37 @@ def test_a_model_over_1_mib_runs_on_the_m55_runner(runner_cache: Path, mlperf_di
     out = np.frombuffer(m.outputs[0], dtype=np.float32)
     ref = np.frombuffer(_reference_output(model, data), dtype=np.float32)
     assert out.shape == (640,) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_core_without_a_calibrated_cpi_keeps_the_device_sram_and_the_mac_latency(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for Cortex-M7 with the shipped fit: no CPI for the class, so the latency is the MAC model's, said so."""
+    import json
+    from dataclasses import replace
+
+    from search import cpi_model as cm
+    from search.latency_model import estimate_mcu_latency
+    from search.measure import measure_tflite
+    from search.targets import get_target
+    from search.tflite_graph import parse_tflite
+
+    rows = [
+        cm.PublishedRow(f"m{i}", "m", 0, "cortex-m4", "b", 100.0, "tflm", n / 1e5, "t")
+        for i, n in enumerate((1e6, 3e6))
+    ]
+    fit = cm.fit([cm.Sample(r, int(r.latency_ms * 1e5), 0) for r in rows], flash_term=False)
+    (tmp_path / "m4_only.json").write_text(json.dumps({"name": "m4 only", "fit": fit.to_dict()}))
+    # Bypasses the targets loader (which refuses this file for a Cortex-M33 target) to reach the fallback.
+    target = replace(get_target("nrf5340"), latency_calibration=str(tmp_path / "m4_only.json"))
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    m = measure_tflite(model, target)
+    mac = estimate_mcu_latency(parse_tflite(model), "cortex-m33", 128.0)
+    assert m.latency.value == mac.value and m.latency.kind == "estimated"
+    assert m.latency.method.startswith(mac.method)
+    assert f"{tmp_path / 'm4_only.json'} has no CPI for cortex-m33" in m.latency.method
+    assert "the device runner measured 7,68" in m.latency.method  # 7,680,900 instructions on the M33 runner
+    assert "arena 22,832 B" in m.sram.method and "measured on the device's TFLM + CMSIS-NN code" in m.sram.method

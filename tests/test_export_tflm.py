@@ -488,3 +488,22 @@ def test_exported_arena_is_the_device_minimum_and_allocates_exactly(
     readme = (folder / "README.md").read_text()
     assert f"bisected minimum {minimum} B rounded up to 16, {DEVICE_SOURCE_TEXT}" in readme
     assert f"allocated it with exactly `kTensorArenaSize` = {size} bytes" in readme
+
+
+def test_choose_arena_falls_back_to_the_host_figure_with_a_reason(tmp_path: Path, mlperf_dir: Path) -> None:
+    from firmware_export._arena import HOST_SOURCE_TEXT, choose_arena
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    esp = choose_arena(model, "xtensa-lx7", 25_552)
+    assert (esp.size, esp.source, esp.text) == (25_552, "host", HOST_SOURCE_TEXT)
+    assert esp.fallback_reason == "no device runner emulates xtensa-lx7"
+    no_tree = choose_arena(model, "cortex-m4", 25_552, tree=tmp_path)  # not a CMSIS-NN tree
+    assert no_tree.size == 25_552 and no_tree.device is None
+    assert no_tree.fallback_reason is not None and "no device runner here for cortex-m4" in no_tree.fallback_reason
+    assert no_tree.to_dict() == {
+        "source": "host",
+        "source_text": HOST_SOURCE_TEXT,
+        "host_estimate_bytes": 25_552,
+        "device": None,
+        "device_not_used_because": no_tree.fallback_reason,
+    }

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -237,7 +238,7 @@ def estimate_latency(
         f"({meta.get('runner', '?')}) x CPI "
         f"{cal.cpi[cls]:.3f} + {cal.flash_cycles_per_byte.get(cls, 0.0):.2f} flash cycles/weight byte; "
         f"calibration: {meta.get('name', 'cpi_fit')}{_calibration_file(meta)} "
-        f"({cal.rows} rows, TFLM {str(meta.get('tree', '?'))[:12]}); "
+        f"({cal.rows} rows, TFLM {_tree_label(meta.get('tree'))}); "
         f"90% interval {lo:.3g}-{hi:.3g} ms from leave-one-out residuals"
     )
     error_pct = 100.0 * (math.exp(cal.log_halfwidth) - 1.0)
@@ -250,3 +251,9 @@ def _calibration_file(meta: dict[str, Any]) -> str:
     if not path or Path(path).resolve() == FIT_JSON.resolve():
         return ""
     return f" [{path}]"
+
+
+def _tree_label(tree: object) -> str:
+    """A commit's first 12 hex digits, or a tree folder's path (``tinyfront calibrate`` records the folder)."""
+    text = str(tree or "?")
+    return text[:12] if re.fullmatch(r"[0-9a-f]{40}", text) else text

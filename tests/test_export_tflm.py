@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,15 @@ def make_candidates(root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_candidates(tmp_path_factory.getbasetemp() / "export_candidates")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_arena_unless_a_test_asks() -> Iterator[None]:
+    """The tests here check the host arena path unless they set $TINYFRONT_TFLM_DIR themselves: with a tree
+    in the developer's environment, kTensorArenaSize would come from the device runner instead."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TINYFRONT_TFLM_DIR", raising=False)
+        yield
 
 
 def unzip(bundle: Path, dest: Path) -> Path:

@@ -23,16 +23,26 @@ A fixed :data:`FIXED_MARGIN` is added on top for the larger per-op state (OpData
 optimised kernels and allocator alignment on the device. The host measurement uses 64-bit
 pointers, so a 32-bit build already needs a little less than measured: that difference is
 further headroom, not counted in the margin.
+
+:func:`choose_arena` picks the bundle's ``kTensorArenaSize``: where a device runner for the core is
+available (:mod:`search.device_runner`), the smallest arena in which ``AllocateTensors()`` succeeds
+with the device's own TFLM + CMSIS-NN kernels in QEMU, rounded up to 16 B and checked to allocate
+with exactly that size; otherwise the host measurement + the margin above. The bundle's README and
+metadata.json say which.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from search._lazy import require
-from search.errors import ExportError
+from search.errors import ExportError, MeasurementError
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = "tflite_micro.tensorflow.lite.micro.python.schema_py_generated"
 
@@ -189,3 +199,91 @@ def _operators(model: bytes) -> list[dict[str, Any]]:
 def _same_pad(size_in: int, size_out: int, kernel: int, stride: int, dilation: int) -> int:
     effective = (kernel - 1) * dilation + 1
     return max((size_out - 1) * stride + effective - size_in, 0) // 2
+
+
+# ---- kTensorArenaSize: from the device runner when there is one, else host + margin ----
+
+#: Where ``kTensorArenaSize`` came from, as the bundle's README and metadata say it.
+DEVICE_SOURCE_TEXT = "measured on the device's TFLM + CMSIS-NN code in QEMU"
+HOST_SOURCE_TEXT = "host reference kernels + CMSIS-NN margin estimate"
+
+
+@dataclass(frozen=True)
+class ArenaChoice:
+    """``kTensorArenaSize`` and where it came from (``"device"`` or ``"host"``)."""
+
+    size: int
+    source: str  # "device" or "host"
+    host_size: int  # host-measured arena + CMSIS-NN margin, rounded up to 16 (what the host path states)
+    device: dict[str, Any] | None  # runner core, board, arena_min, check result (device source only)
+    fallback_reason: str | None  # why the device was not used (host source only)
+
+    @property
+    def text(self) -> str:
+        return DEVICE_SOURCE_TEXT if self.source == "device" else HOST_SOURCE_TEXT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "source_text": self.text,
+            "host_estimate_bytes": self.host_size,
+            "device": self.device,
+            "device_not_used_because": self.fallback_reason,
+        }
+
+
+def choose_arena(
+    model: bytes, core: str, host_size: int, tree: Path | str | None = None, cache_dir: Path | None = None
+) -> ArenaChoice:
+    """``kTensorArenaSize`` for ``model`` on ``core``: the device runner's bisected minimum when it can.
+
+    With a device runner for ``core`` here (a CMSIS-NN tree in ``tree`` or $TINYFRONT_TFLM_DIR,
+    ``arm-none-eabi-g++`` and QEMU), the model is allocated with the device's own kernels: the
+    smallest arena that allocates, rounded up to 16 B, becomes the size, after a second run has
+    checked that exactly that size allocates. Otherwise (or when any of that fails, with the
+    reason kept) the size is ``host_size``: the host-measured arena + the CMSIS-NN margin.
+    """
+    from search.cpi_model import RUNNER_FOR_CORE
+    from search.device_runner import run_on_device, runner_available
+
+    def host(reason: str) -> ArenaChoice:
+        log.info("kTensorArenaSize from the host measurement + margin: %s", reason)
+        return ArenaChoice(host_size, "host", host_size, None, reason)
+
+    runner_core = RUNNER_FOR_CORE.get((core or "").lower())
+    if runner_core is None:
+        return host(f"no device runner emulates {core}")
+    if not runner_available(runner_core, tree):
+        return host(
+            f"no device runner here for {runner_core} (needs a CMSIS-NN TFLite Micro tree in $TINYFRONT_TFLM_DIR "
+            "or --tflm-dir, arm-none-eabi-g++ and qemu-system-arm)"
+        )
+    missing = _ops_outside_runner(model)
+    if missing:
+        return host(f"the device runner does not register {', '.join(missing)}")
+    try:
+        first = run_on_device(model, runner_core, tree=tree, cache_dir=cache_dir)
+        if not first.allocated or first.arena_min is None:
+            return host(f"AllocateTensors() failed on the {runner_core} device runner: {first.error}")
+        size = round_up(first.arena_min, 16)
+        check = run_on_device(model, runner_core, first.input, tree=tree, cache_dir=cache_dir, check_arena=size)
+    except MeasurementError as exc:
+        return host(str(exc))
+    if check.arena_check is not True:
+        return host(f"exactly {size} B (the bisected minimum {first.arena_min} B rounded up to 16) did not allocate")
+    device = {
+        "runner_core": runner_core,
+        "board": first.board,
+        "optimisation": first.optimisation,
+        "arena_min_bytes": first.arena_min,
+        "arena_used_bytes": first.arena_used,
+        "check_arena_bytes": size,
+        "allocates_with_exactly_stated": True,
+    }
+    return ArenaChoice(size, "device", host_size, device, None)
+
+
+def _ops_outside_runner(model: bytes) -> list[str]:
+    from firmware_export.device.runner import RUNNER_OPS
+
+    return sorted({op["name"] for op in _operators(model)} - set(RUNNER_OPS))

@@ -26,19 +26,35 @@ def figure_rows(figures: dict[str, Figure]) -> str:
     return "\n".join(rows)
 
 
-def checks_text(arena_size: int, tflm_version: str, verification: dict[str, Any] | None = None) -> str:
+def checks_text(
+    arena_size: int,
+    tflm_version: str,
+    verification: dict[str, Any] | None = None,
+    device_arena: dict[str, Any] | None = None,
+) -> str:
     """What tinyfront verified for a TFLite Micro bundle and what it could not.
 
     ``verification``: what ``export --build`` ran (``Verification.to_dict()``), or None when this
-    bundle was not built where it was made.
+    bundle was not built where it was made. ``device_arena``: the device runner's arena check when
+    ``kTensorArenaSize`` came from it (then ``arena_size`` is the arena the host interpreter ran with).
     """
+    d = device_arena
+    host_arena = (
+        f"`kTensorArenaSize` = {arena_size}" if d is None or d["check_arena_bytes"] == arena_size else (f"{arena_size}")
+    )
     lines = [
         "Checked when this bundle was made:",
         f"* the real TFLite Micro interpreter (tflite-micro {tflm_version} Python package, reference kernels)",
-        f"  allocated `model.tflite` with `kTensorArenaSize` = {arena_size} bytes and produced the output",
+        f"  allocated `model.tflite` with {host_arena} bytes and produced the output",
         "  stored in `test_input.cc` for the stored input;",
-        "* `model_data.cc` holds exactly the bytes of `model.tflite` (written from the same buffer).",
     ]
+    if d is not None:
+        lines += [
+            f"* tinyfront's device runner ({d['runner_core']}, TFLM + CMSIS-NN {d['optimisation']}, QEMU {d['board']})",
+            f"  allocated it with exactly `kTensorArenaSize` = {d['check_arena_bytes']} bytes (bisected minimum",
+            f"  {d['arena_min_bytes']} B; the 64-bit host interpreter needs more for its own records);",
+        ]
+    lines += ["* `model_data.cc` holds exactly the bytes of `model.tflite` (written from the same buffer)."]
     if verification is not None:
         v = verification
         lines += [

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from firmware_export import _c_source as c
-from firmware_export._arena import ArenaMargin, cmsis_nn_margin, round_up, tensor_type_names
+from firmware_export._arena import (
+    ArenaChoice,
+    ArenaMargin,
+    choose_arena,
+    cmsis_nn_margin,
+    round_up,
+    tensor_type_names,
+)
 from firmware_export._bundle import BundleInfo, Candidate, check_output, json_bytes, load_candidate, sha256, write_zip
 from firmware_export._readme import checks_text, figure_rows
 from firmware_export._resolver import Registration, op_registrations, resolver_values
@@ -71,11 +78,11 @@ def write_tflm_bundle(
     With ``build``, the bundle is first compiled for the target's core and its image run in QEMU;
     the zip gets the prebuilt library and image and says "built and verified" only then.
     """
-    files, arena_size = tflm_files(cand, target)
+    files, arena = tflm_files(cand, target, build=build)
     if build is not None:
-        verification, prebuilt = _build_and_verify(files, target, arena_size, build)
-        files, _ = tflm_files(cand, target, verification=verification.to_dict(), extra_files=prebuilt)
-    return write_zip(out, files, fmt="tflm", arena_size=arena_size)
+        verification, prebuilt = _build_and_verify(files, target, arena.size, build)
+        files, _ = tflm_files(cand, target, verification=verification.to_dict(), extra_files=prebuilt, arena=arena)
+    return write_zip(out, files, fmt="tflm", arena_size=arena.size)
 
 
 def _build_and_verify(
@@ -152,10 +159,15 @@ def tflm_files(
     *,
     verification: dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
-) -> tuple[dict[str, bytes], int]:
-    """All files of the bundle (name -> bytes) and ``kTensorArenaSize``.
+    build: BuildRequest | None = None,
+    arena: ArenaChoice | None = None,
+) -> tuple[dict[str, bytes], ArenaChoice]:
+    """All files of the bundle (name -> bytes) and ``kTensorArenaSize`` with its source.
 
     ``verification`` / ``extra_files``: what ``export --build`` ran and the prebuilt files it made.
+    ``kTensorArenaSize`` (unless ``arena`` gives it) is the device runner's bisected minimum when a
+    runner for the target's core is available (``build``'s tree or $TINYFRONT_TFLM_DIR), else the
+    host-measured arena + the CMSIS-NN margin (:func:`firmware_export._arena.choose_arena`).
     """
     from search.tflm import measure_arena
 
@@ -171,19 +183,25 @@ def tflm_files(
     except MeasurementError as exc:
         raise ExportError(f"cannot measure the tensor arena: {exc}") from None
     margin = cmsis_nn_margin(model, flags.core)
-    arena_size = round_up(measured.arena_bytes + margin.total, 16)
+    host_size = round_up(measured.arena_bytes + margin.total, 16)
+    if arena is None:
+        arena = _choose_arena(model, target, flags.core, host_size, build)
+    arena_size = arena.size
     spec_in, spec_out = graph.inputs[0], graph.outputs[0]
-    test = choose_test_input(model, spec_in, spec_out, arena_size, cand.x_val, cand.y_val, _samples_name(cand))
+    # The host interpreter (64-bit pointers) may need more than the device's 32-bit arena.
+    test_arena = max(arena_size, host_size)
+    test = choose_test_input(model, spec_in, spec_out, test_arena, cand.x_val, cand.y_val, _samples_name(cand))
     labels = _labels(cand.class_names, spec_out)
     version = _tinyfront_version()
     values = _common_values(version, model, flags)
-    arena = {
+    arena_values = {
         "arena_measured": measured.arena_bytes,
         "arena_32bit": measured.arena_bytes_32bit,
         "arena_margin": margin.total,
         "arena_size": arena_size,
         "margin_explain": c.c_comment(margin.explain()),
         "core_class": margin.core_class,
+        "arena_size_comment": c.c_comment(_arena_size_comment(arena)),
     }
     files: dict[str, bytes] = {"model.tflite": model}
     text = {
@@ -194,7 +212,12 @@ def tflm_files(
         ),
         "model_settings.h": render(
             "tflm/model_settings.h",
-            {**_settings_values(spec_in, spec_out, labels), **arena, "version": version, "core": flags.core_label},
+            {
+                **_settings_values(spec_in, spec_out, labels),
+                **arena_values,
+                "version": version,
+                "core": flags.core_label,
+            },
         ),
         "model_op_resolver.h": render("tflm/model_op_resolver.h", {"version": version, **resolver_values(regs)}),
         "test_input.h": render("tflm/test_input.h", _test_header_values(test, spec_in, version)),
@@ -227,15 +250,37 @@ def tflm_files(
     files.update({name: body.encode("utf-8") for name, body in text.items()})
     files.update(extra_files or {})
     files["README.md"] = _readme(
-        cand, graph, flags, measured.arena_bytes, measured.arena_bytes_32bit, margin, arena_size, test, values,
-        verification,
+        cand, graph, flags, measured.arena_bytes, measured.arena_bytes_32bit, margin, arena, test_arena, test,
+        values, verification,
     ).encode()  # fmt: skip
-    meta = _metadata(cand, graph, regs, flags, measured.to_dict(), margin, arena_size, test, labels, files)
+    meta = _metadata(cand, graph, regs, flags, measured.to_dict(), margin, arena, test, labels, files)
     meta["bundle"]["verification"] = verification or {
         "status": "not built or run for this model where it was made (export without --build)"
     }
     files["metadata.json"] = json_bytes(meta)
-    return files, arena_size
+    return files, arena
+
+
+def _choose_arena(
+    model: bytes, target: Target | None, core: str, host_size: int, build: BuildRequest | None
+) -> ArenaChoice:
+    if target is None:
+        return ArenaChoice(host_size, "host", host_size, None, "no target given")
+    tree = build.tflm_dir if build is not None else None
+    cache = build.cache_dir if build is not None else None
+    return choose_arena(model, core, host_size, tree=tree, cache_dir=cache)
+
+
+def _arena_size_comment(arena: ArenaChoice) -> str:
+    if arena.source == "device" and arena.device is not None:
+        d = arena.device
+        return (
+            f"{arena.text}: the smallest arena in which AllocateTensors() succeeds with the device kernels "
+            f"(tinyfront device runner {d['runner_core']}, {d['board']}, bisected: {d['arena_min_bytes']} B), "
+            f"rounded up to 16; allocating with exactly this size was checked there. "
+            f"(Host measured + margin would state {arena.host_size}.)"
+        )
+    return f"{arena.text}: measured + margin, rounded up to a multiple of 16 ({arena.fallback_reason})."
 
 
 def _pick(values: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -333,7 +378,8 @@ def _readme(
     arena_measured: int,
     arena_32bit: int,
     margin: ArenaMargin,
-    arena_size: int,
+    arena: ArenaChoice,
+    test_arena: int,
     test: TestInput,
     values: dict[str, Any],
     verification: dict[str, Any] | None,
@@ -359,7 +405,9 @@ def _readme(
             "output_line": tensor_line(spec_out),
             "num_ops": len(graph.ops),
             "op_list": ", ".join(f"`{op}`" for op in graph.ops),
-            "arena_size": arena_size,
+            "arena_size": arena.size,
+            "arena_source_line": _arena_source_line(arena, arena_measured, margin),
+            "arena_source_text": _arena_size_comment(arena),
             "arena_measured": arena_measured,
             "arena_margin": margin.total,
             "arena_32bit": arena_32bit,
@@ -374,9 +422,15 @@ def _readme(
             "tflm_target_arch": flags.tflm_target_arch,
             "cpu_line": flags.cpu_line,
             "core_note": flags.note,
-            "checks": checks_text(arena_size, _tflm_package_version(), verification),
+            "checks": checks_text(test_arena, _tflm_package_version(), verification, device_arena=arena.device),
         },
     )
+
+
+def _arena_source_line(arena: ArenaChoice, arena_measured: int, margin: ArenaMargin) -> str:
+    if arena.source == "device" and arena.device is not None:
+        return f"bisected minimum {arena.device['arena_min_bytes']} B rounded up to 16, {arena.text}"
+    return f"{arena_measured} measured + {margin.total} margin, rounded up to 16 ({arena.text})"
 
 
 def _tflm_package_version() -> str:
@@ -393,7 +447,7 @@ def _metadata(
     flags: BuildFlags,
     measured: dict[str, Any],
     margin: ArenaMargin,
-    arena_size: int,
+    arena: ArenaChoice,
     test: TestInput,
     labels: list[str],
     files: dict[str, bytes],
@@ -416,7 +470,8 @@ def _metadata(
         "output": tensor(graph.outputs[0]),
         "class_names": labels,
         "arena": {
-            "tensor_arena_size": arena_size,
+            "tensor_arena_size": arena.size,
+            **arena.to_dict(),
             "measured_bytes": measured["arena_bytes"],
             "measured_bytes_32bit_estimate": measured["arena_bytes_32bit"],
             "measured_with": f"tflite-micro {_tflm_package_version()} Python interpreter, reference kernels, this host",

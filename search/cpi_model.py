@@ -25,12 +25,18 @@ is ``[pred * exp(-h), pred * exp(h)]`` with ``h`` the split-conformal 90 % quant
 absolute log residuals (the ceil(0.9 (n+1))-th smallest of n), which covers a new row with
 probability >= 90 % if rows are exchangeable. ``benchmarks/latency_device_model.py`` checks the
 coverage on held-out rows (each row's interval computed without it).
+
+Users extend it: ``tinyfront calibrate`` fits one CPI per target to their own board's latencies and
+writes a file in the same format; a target whose ``targets.toml`` entry names it
+(``latency_calibration``, checked by :mod:`search.targets` with :func:`load_fit`) has its
+device-runner latencies estimated with it, and the figure's method names that file.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -169,20 +175,46 @@ def fit(samples: Sequence[Sample], flash_term: bool = True) -> CpiFit:
 
 
 def load_fit(path: Path | None = None) -> tuple[CpiFit, dict[str, Any]]:
-    """The shipped fit (``search/calibration/cpi_fit.json``) and its provenance (tree, flags, counts)."""
-    file = path or FIT_JSON
+    """A fit and its provenance (tree, flags, counts): the shipped ``cpi_fit.json`` or ``path``.
+
+    ``path`` is any file in the same format, e.g. one ``tinyfront calibrate`` wrote. A missing or
+    malformed file is a :class:`MeasurementError` naming the file and what is wrong; the returned
+    provenance carries the file under ``"path"``.
+    """
+    file = Path(path) if path is not None else FIT_JSON
     if not file.is_file():
-        raise MeasurementError(f"no CPI calibration at {file}: run benchmarks/latency_device_model.py --write")
-    data = json.loads(file.read_text())
-    f = data["fit"]
-    fitted = CpiFit(
-        {k: float(v) for k, v in f["cpi"].items()},
-        {k: float(v) for k, v in f["flash_cycles_per_byte"].items()},
-        float(f["log_halfwidth"]),
-        tuple(float(r) for r in f["loo_log_residuals"]),
-        int(f["rows"]),
-    )
-    return fitted, data
+        if path is None:
+            raise MeasurementError(f"no CPI calibration at {file}: run benchmarks/latency_device_model.py --write")
+        raise MeasurementError(f"latency calibration file not found: {file}")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MeasurementError(f"latency calibration {file} is not readable JSON: {exc}") from None
+    try:
+        f = data["fit"]
+        fitted = CpiFit(
+            {str(k): _positive(v) for k, v in f["cpi"].items()},
+            {str(k): float(v) for k, v in f["flash_cycles_per_byte"].items()},
+            float(f["log_halfwidth"]),
+            tuple(float(r) for r in f["loo_log_residuals"]),
+            int(f["rows"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise MeasurementError(
+            f"latency calibration {file} is not a CPI fit (expected the format tinyfront calibrate writes: "
+            f'{{"fit": {{"cpi": ..., "flash_cycles_per_byte": ..., "log_halfwidth": ..., ...}}}}): {detail}'
+        ) from None
+    if not fitted.cpi:
+        raise MeasurementError(f"latency calibration {file} has no CPI for any core class")
+    return fitted, {**data, "path": str(file)}
+
+
+def _positive(value: Any) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"a CPI must be a finite number > 0, got {value!r}")
+    return number
 
 
 def estimate_latency(
@@ -205,8 +237,23 @@ def estimate_latency(
         f"{instructions:,} instructions measured on the device's TFLM + CMSIS-NN code "
         f"({meta.get('runner', '?')}) x CPI "
         f"{cal.cpi[cls]:.3f} + {cal.flash_cycles_per_byte.get(cls, 0.0):.2f} flash cycles/weight byte; "
-        f"calibration: {meta.get('name', 'cpi_fit')} ({cal.rows} rows, TFLM {str(meta.get('tree', '?'))[:12]}); "
+        f"calibration: {meta.get('name', 'cpi_fit')}{_calibration_file(meta)} "
+        f"({cal.rows} rows, TFLM {_tree_label(meta.get('tree'))}); "
         f"90% interval {lo:.3g}-{hi:.3g} ms from leave-one-out residuals"
     )
     error_pct = 100.0 * (math.exp(cal.log_halfwidth) - 1.0)
     return Figure(round(ms, 3), "ms", "estimated", method, error_pct=round(error_pct, 1))
+
+
+def _calibration_file(meta: dict[str, Any]) -> str:
+    """`` [file]`` for a calibration other than the shipped one (a user's, named in targets.toml)."""
+    path = meta.get("path")
+    if not path or Path(path).resolve() == FIT_JSON.resolve():
+        return ""
+    return f" [{path}]"
+
+
+def _tree_label(tree: object) -> str:
+    """A commit's first 12 hex digits, or a tree folder's path (``tinyfront calibrate`` records the folder)."""
+    text = str(tree or "?")
+    return text[:12] if re.fullmatch(r"[0-9a-f]{40}", text) else text

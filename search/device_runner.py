@@ -129,7 +129,7 @@ class DeviceFigures:
 
     deployable: bool
     reason: str | None
-    latency: Figure | None  # estimated: measured instructions x calibrated CPI, with its 90 % interval
+    latency: Figure | None  # estimated: instructions x calibrated CPI, 90 % interval (None: no CPI for the class)
     arena: Figure | None  # measured on the device's code: smallest arena that allocates
     stack: Figure | None  # measured on the device's code: peak stack of AllocateTensors() + Invoke()
     instructions: Figure | None  # measured: executed instructions of one Invoke() (not cycles)
@@ -144,24 +144,32 @@ def device_figures(
     *,
     tree: Path | str | None = None,
     cache_dir: Path | None = None,
+    calibration: Path | str | None = None,
 ) -> DeviceFigures:
     """Run ``model`` on ``core``'s device runner and turn what it measured into Figures.
 
     Arena, stack and instruction count are ``measured`` (on the device's TFLM + CMSIS-NN code,
-    emulated); the latency is ``estimated`` by :mod:`search.cpi_model` and names its calibration.
+    emulated); the latency is ``estimated`` by :mod:`search.cpi_model` and names its calibration:
+    ``calibration`` (a file in :func:`search.cpi_model.load_fit`'s format, e.g. a target's
+    ``latency_calibration``) or, when None, the shipped ``cpi_fit.json``.
     A model that does not allocate comes back with ``deployable`` False and the runner's reason.
+    When the calibration has no CPI for the core's class (Cortex-M7 in the shipped fit: no fitted
+    rows), ``latency`` is None and the rest is still measured.
     """
-    from search.cpi_model import RUNNER_FOR_CORE, estimate_latency
+    from search.cpi_model import CPI_CLASS, RUNNER_FOR_CORE, estimate_latency, load_fit
     from search.tflite_graph import parse_tflite
 
     runner_core = RUNNER_FOR_CORE.get(core.strip().lower())
     if runner_core is None:
         raise MeasurementError(f"no device runner for core '{core}'; runners exist for: {', '.join(RUNNER_CORES)}")
+    fit = load_fit(Path(calibration) if calibration is not None else None)
     m = run_on_device(model, runner_core, input, tree=tree, cache_dir=cache_dir)
     where = f"device runner {m.core} ({m.board}, QEMU), TFLM + CMSIS-NN {m.optimisation}"
     if not m.allocated or m.instructions is None:
         return DeviceFigures(False, m.error, None, None, None, None, m)
-    latency = estimate_latency(m.instructions, parse_tflite(model).weight_bytes, core, clock_mhz)
+    latency = None
+    if CPI_CLASS.get(core.strip().lower()) in fit[0].cpi:
+        latency = estimate_latency(m.instructions, parse_tflite(model).weight_bytes, core, clock_mhz, calibration=fit)
     arena = Figure(float(m.arena_min or 0), "B", "measured", f"smallest arena that allocates, {where}")
     stack = Figure(float(m.stack_peak or 0), "B", "measured", f"peak stack by stack painting, {where}")
     count = Figure(float(m.instructions), "instructions", "measured", f"one Invoke() under -icount, {where}")

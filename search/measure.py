@@ -12,8 +12,9 @@ CPI), the model also runs on the device's own TFLM + CMSIS-NN code in QEMU
 reason; SRAM becomes the smallest arena that allocates with those kernels plus the peak stack of
 ``AllocateTensors()`` + ``Invoke()``, both measured there, plus the static data of the real links
 (estimated); the latency becomes measured instructions x the calibrated cycles-per-instruction of
-:mod:`search.cpi_model`, estimated with its 90 % interval. Without a runner the figures above are
-used, and each figure's method says which source it came from.
+:mod:`search.cpi_model` (the target's ``latency_calibration`` from ``tinyfront calibrate`` when
+``targets.toml`` names one, else the shipped fit), estimated with its 90 % interval. Without a
+runner the figures above are used, and each figure's method says which source it came from.
 
 SRAM beyond the arena (documented estimates):
 
@@ -34,7 +35,7 @@ SRAM beyond the arena (documented estimates):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from search.errors import CandidateError
@@ -96,7 +97,7 @@ def measure_tflite(model: bytes, target: Target) -> ModelMeasurement:
     model = bytes(model)
     graph = parse_tflite(model)
     arena = measure_arena(model)
-    device = _device_figures(model, target)
+    device = _device_figures(model, graph, target)
     if device is not None:
         return ModelMeasurement(
             flash=flash_estimate(model, graph, target.core), sram=device[0], arena=arena, latency=device[1], graph=graph
@@ -140,14 +141,18 @@ def device_runner_for(target: Target) -> str | None:
     return runner_core
 
 
-def _device_figures(model: bytes, target: Target) -> tuple[Figure, Figure] | None:
-    """(SRAM, latency) measured on the device runner, or None without one; a refused model is a CandidateError."""
+def _device_figures(model: bytes, graph: GraphInfo, target: Target) -> tuple[Figure, Figure] | None:
+    """(SRAM, latency) measured on the device runner, or None without one; a refused model is a CandidateError.
+
+    Without a calibrated CPI for the core's class (Cortex-M7 in the shipped fit), the latency is the
+    per-layer MAC model's, and its method says so; SRAM is still measured on the device.
+    """
     if device_runner_for(target) is None:
         return None
     from search.device_runner import device_figures
 
-    figs = device_figures(model, target.core, target.clock_mhz)
-    if not figs.deployable or figs.arena is None or figs.stack is None or figs.latency is None:
+    figs = device_figures(model, target.core, target.clock_mhz, calibration=target.latency_calibration)
+    if not figs.deployable or figs.arena is None or figs.stack is None or figs.instructions is None:
         raise CandidateError(
             f"the model does not run with the device's own kernels on {target.core} "
             f"({figs.measurement.board}, TFLM + CMSIS-NN in QEMU): {figs.reason or 'no instruction count'}"
@@ -163,4 +168,13 @@ def _device_figures(model: bytes, target: Target) -> tuple[Figure, Figure] | Non
         f"({figs.measurement.board}, QEMU) + static data {static:,} B (linked on {target.core}, estimate)",
         error_pct=round(DEVICE_STATIC_RAM_ERROR_PCT * static / total, 1),
     )
-    return sram, figs.latency
+    latency = figs.latency
+    if latency is None:
+        mac = estimate_mcu_latency(graph, target.core, target.clock_mhz)
+        calibration = target.latency_calibration or "the shipped cpi_fit"
+        note = (
+            f"; the device runner measured {int(figs.instructions.value):,} instructions, but {calibration} "
+            f"has no CPI for {target.core}"
+        )
+        latency = replace(mac, method=mac.method + note)
+    return sram, latency

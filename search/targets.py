@@ -30,7 +30,10 @@ DEFAULT_TARGETS_FILE = (
     else PACKAGED_TARGETS_FILE
 )
 
-_TOP_KEYS = {"description", "core", "clock_mhz", "flash_kb", "sram_kb", "runtime", "host_scale", "budget"}
+_TOP_KEYS = {
+    "description", "core", "clock_mhz", "flash_kb", "sram_kb", "runtime", "host_scale", "budget",
+    "latency_calibration",
+}  # fmt: skip
 _BUDGET_KEYS = {"app_flash_kb", "app_sram_kb", "latency_ms"}
 
 
@@ -50,6 +53,9 @@ class Target:
     latency_budget_ms: float
     host_scale: float | None = None
     source: str = ""
+    #: A CPI calibration file (``tinyfront calibrate``'s output, absolute path) that the device-runner
+    #: latency estimate uses instead of the shipped ``search/calibration/cpi_fit.json``; None: the shipped one.
+    latency_calibration: str | None = None
 
     @property
     def is_mcu(self) -> bool:
@@ -88,7 +94,9 @@ class Target:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The fields as plain values; ``latency_calibration`` only when set, so that the records of
+        studies made before the key existed compare equal to a target without it (resume)."""
+        data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "core": self.core,
@@ -102,6 +110,9 @@ class Target:
             "host_scale": self.host_scale,
             "source": self.source,
         }
+        if self.latency_calibration is not None:
+            data["latency_calibration"] = self.latency_calibration
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Target:
@@ -132,7 +143,7 @@ def load_targets(path: str | Path | None = None) -> dict[str, Target]:
     table = data.get("targets")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{file.name} has no [targets.<name>] tables")
-    return {name: _parse_target(file.name, name, raw) for name, raw in table.items()}
+    return {name: _parse_target(file.name, name, raw, file.parent) for name, raw in table.items()}
 
 
 def get_target(name: str, path: str | Path | None = None) -> Target:
@@ -181,7 +192,7 @@ class _Reader:
         return value.strip()
 
 
-def _parse_target(file: str, name: str, raw: Any) -> Target:
+def _parse_target(file: str, name: str, raw: Any, folder: Path | None = None) -> Target:
     if not isinstance(raw, dict):
         raise ConfigError(f"target '{name}' must be a table, got {type(raw).__name__} ({file})")
     r = _Reader(file, name, raw)
@@ -210,10 +221,14 @@ def _parse_target(file: str, name: str, raw: Any) -> Target:
             f"budget.app_sram_kb ({app_sram:g}) must be < sram_kb ({sram_kb:g}) {r.where('budget.app_sram_kb')}"
         )
     host_scale = r.number(raw, "host_scale", minimum=0, strict=True) if "host_scale" in raw else None
+    core = r.text("core").lower()
+    calibration = None
+    if "latency_calibration" in raw:
+        calibration = _calibration(r, core, folder if folder is not None else Path.cwd())
     return Target(
         name=name,
         description=r.text("description", default=name),
-        core=r.text("core").lower(),
+        core=core,
         clock_mhz=r.number(raw, "clock_mhz", minimum=0, strict=True),
         flash_kb=flash_kb,
         sram_kb=sram_kb,
@@ -223,4 +238,40 @@ def _parse_target(file: str, name: str, raw: Any) -> Target:
         latency_budget_ms=r.number(budget, "latency_ms", minimum=0, strict=True, prefix="budget."),
         host_scale=host_scale,
         source=file,
+        latency_calibration=calibration,
     )
+
+
+def _calibration(r: _Reader, core: str, folder: Path) -> str:
+    """The ``latency_calibration`` file, resolved against the targets file's folder and checked.
+
+    It must exist, load as a CPI fit (:func:`search.cpi_model.load_fit`) and have a CPI for the
+    class of the target's core; returns the absolute path.
+    """
+    from search.cpi_model import CPI_CLASS, load_fit
+    from search.errors import MeasurementError
+
+    key = "latency_calibration"
+    text = r.text(key)
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = folder / path
+    path = path.resolve()
+    cls = CPI_CLASS.get(core)
+    if cls is None:
+        raise ConfigError(
+            f"{key} needs a core with a device runner and a CPI model, not '{core}' "
+            f"(known: {', '.join(sorted(CPI_CLASS))}) {r.where(key)}"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{key} file not found: {path} {r.where(key)}")
+    try:
+        fit, _ = load_fit(path)
+    except MeasurementError as exc:
+        raise ConfigError(f"{exc} {r.where(key)}") from None
+    if cls not in fit.cpi:
+        raise ConfigError(
+            f"{key} {path.name} has a CPI for {', '.join(sorted(fit.cpi))}, not for {cls} (the class of core "
+            f"'{core}'); calibrate this target with `tinyfront calibrate` {r.where(key)}"
+        )
+    return str(path)

@@ -222,13 +222,18 @@ def test_device_figures_name_their_source(runner_cache: Path, mlperf_dir: Path) 
 
 @pytest.mark.slow
 def test_calibrate_command_fits_a_target(
-    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner_cache: Path,
+    mlperf_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import argparse
     import json
 
     from explorer.commands import calibrate
     from search.cpi_model import estimate_latency, load_fit
+    from search.targets import DEFAULT_TARGETS_FILE
 
     lines = ["file,target,latency_ms,engine"]
     for name, ms in (("kws_ref_model", 99.8), ("ad01_int8", 8.61), ("pretrainedResnet_quant", 389.6)):
@@ -248,18 +253,42 @@ def test_calibrate_command_fits_a_target(
         7_698_600, 0, "cortex-m4", 120.0, calibration=load_fit(tmp_path / "out" / "nucleo-l4r5zi.json")
     )
     assert abs(figure.value / 99.8 - 1) < 0.25 and "calibration: nucleo-l4r5zi" in figure.method
+    # The line to paste into targets.toml names the file it wrote (absolute: it is outside the repository).
+    written = (tmp_path / "out" / "nucleo-l4r5zi.json").resolve()
+    assert (
+        f'[targets.nucleo-l4r5zi] in {DEFAULT_TARGETS_FILE}: latency_calibration = "{written}"'
+        in capsys.readouterr().out
+    )
+
+
+#: (target, runner core, published KWS latency in ms, device arena of KWS in bytes) per core class:
+#: the published rows are microTVM + CMSIS-NN on NUCLEO-L4R5ZI and nRF5340-DK, TFLM + CMSIS-NN (Helium) on
+#: EK-RA8D1 (a Cortex-M85, measured on the Cortex-M55 runner: the same Helium code paths, which
+#: test_kws_on_the_device_runner shows QEMU runs bit-exact); search/calibration/mcu_latency.csv.
+RUNNER_TARGETS = [
+    ("nucleo-l4r5zi", "cortex-m4", 99.8, 22_832),
+    ("nrf5340", "cortex-m33", 76.1, 22_832),
+    ("ek-ra8d1", "cortex-m55", 3.47, 27_312),
+]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("target_name", "runner_core", "published_ms", "arena"), RUNNER_TARGETS)
 def test_measure_uses_the_runner_when_a_tree_is_given(
-    runner_cache: Path, mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch
+    runner_cache: Path,
+    mlperf_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target_name: str,
+    runner_core: str,
+    published_ms: float,
+    arena: int,
 ) -> None:
     """With $TINYFRONT_TFLM_DIR a TFLM target's SRAM and latency come from the device runner; without, from the host."""
     from search.measure import device_runner_for, measure_tflite
     from search.targets import get_target
 
     model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
-    target = get_target("nucleo-l4r5zi")  # Cortex-M4 at 120 MHz, as the published 99.8 ms row
+    target = get_target(target_name)
     monkeypatch.delenv("TINYFRONT_TFLM_DIR", raising=False)
     assert device_runner_for(target) is None
     host = measure_tflite(model, target)
@@ -267,11 +296,105 @@ def test_measure_uses_the_runner_when_a_tree_is_given(
 
     monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
     monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
-    assert device_runner_for(target) == "cortex-m4"
+    assert device_runner_for(target) == runner_core
     dev = measure_tflite(model, target)
     assert dev.latency.kind == "estimated" and "instructions measured on the device" in dev.latency.method
     assert "90% interval" in dev.latency.method and dev.latency.error_pct is not None
-    assert abs(dev.latency.value - 99.8) / 99.8 < 0.15  # published: microTVM + CMSIS-NN on NUCLEO-L4R5ZI
+    assert "calibration: cpi_fit (published MLPerf Tiny rows)" in dev.latency.method
+    assert abs(dev.latency.value - published_ms) / published_ms < 0.15
+    half = dev.latency.error_pct / 100  # the published latency lies inside the stated 90 % interval
+    assert dev.latency.value / (1 + half) <= published_ms <= dev.latency.value * (1 + half)
     assert "measured on the device's TFLM + CMSIS-NN code" in dev.sram.method
-    # device arena (22,832 B) + stack + 1 KiB of interpreter objects: between the arena alone and +8 KiB
-    assert 22_832 / 1024 < dev.sram.value < (22_832 + 8 * 1024) / 1024
+    # device arena + stack + 1 KiB of interpreter objects: between the arena alone and +8 KiB
+    assert f"arena {arena:,} B" in dev.sram.method
+    assert arena / 1024 < dev.sram.value < (arena + 8 * 1024) / 1024
+
+
+@pytest.mark.slow
+def test_measure_uses_the_targets_own_calibration(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target whose targets.toml entry names a latency_calibration gets cpi x instructions / clock from it."""
+    import json
+    import re
+
+    from search import cpi_model as cm
+    from search.measure import measure_tflite
+    from search.targets import get_target
+
+    rows = [
+        cm.PublishedRow(f"m{i}", f"m{i}.tflite", 0, "cortex-m33", "b", 128.0, "tflm", 1.25 * n / 128e3, "test")
+        for i, n in enumerate((3e6, 8e6, 20e6))
+    ]
+    fit = cm.fit([cm.Sample(r, int(r.latency_ms * 128e3 / 1.25), 0) for r in rows], flash_term=False)
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "mine.json").write_text(json.dumps({"name": "my nRF5340", "fit": fit.to_dict()}))
+    (tmp_path / "targets.toml").write_text(
+        '[targets.mine]\ncore = "cortex-m33"\nclock_mhz = 128\nflash_kb = 1024\nsram_kb = 512\n'
+        'runtime = "tflm"\nlatency_calibration = "cal/mine.json"\n'
+        "budget = { app_flash_kb = 100, app_sram_kb = 100, latency_ms = 200 }\n"
+    )
+    target = get_target("mine", tmp_path / "targets.toml")
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    dev = measure_tflite((mlperf_dir / "kws_ref_model.tflite").read_bytes(), target)
+    match = re.match(r"([\d,]+) instructions measured on the device", dev.latency.method)
+    assert match is not None, dev.latency.method
+    instructions = int(match.group(1).replace(",", ""))
+    assert abs(instructions / 7_680_900 - 1) < 0.03  # KWS on the Cortex-M33 runner
+    assert dev.latency.value == pytest.approx(1.25 * instructions / 128e3, abs=1e-3)  # CPI 1.25, no flash term
+    assert f"calibration: my nRF5340 [{tmp_path / 'cal' / 'mine.json'}]" in dev.latency.method
+
+
+@pytest.mark.slow
+def test_a_model_over_1_mib_runs_on_the_m55_runner(runner_cache: Path, mlperf_dir: Path) -> None:
+    """The AN547 runner reads its blob from DDR: MLPerf Tiny ad01_fp32 (1,067,648 B) fits and runs."""
+    from firmware_export.device.runner import pack_blob, runner_board
+    from search.device_runner import run_on_device
+
+    model = (mlperf_dir / "ad01_fp32.tflite").read_bytes()
+    data = np.random.default_rng(0).standard_normal(640).astype(np.float32).tobytes()
+    blob = pack_blob(model, data)
+    assert len(blob) > 0x100000  # more than the 1 MiB the blob had in the FPGA SRAM
+    assert len(blob) <= runner_board("cortex-m55").blob_max
+    m = run_on_device(model, "cortex-m55", data, tree=TFLM_CMSIS, cache_dir=runner_cache)
+    assert m.error is None, m.error
+    assert m.allocated and m.arena_min is not None and 4_000 < m.arena_min < 8_000  # M4/M33 runners: 4,848 B
+    assert m.instructions is not None and m.instructions > 100_000
+    out = np.frombuffer(m.outputs[0], dtype=np.float32)
+    ref = np.frombuffer(_reference_output(model, data), dtype=np.float32)
+    assert out.shape == (640,) and np.allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_core_without_a_calibrated_cpi_keeps_the_device_sram_and_the_mac_latency(
+    runner_cache: Path, mlperf_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for Cortex-M7 with the shipped fit: no CPI for the class, so the latency is the MAC model's, said so."""
+    import json
+    from dataclasses import replace
+
+    from search import cpi_model as cm
+    from search.latency_model import estimate_mcu_latency
+    from search.measure import measure_tflite
+    from search.targets import get_target
+    from search.tflite_graph import parse_tflite
+
+    rows = [
+        cm.PublishedRow(f"m{i}", "m", 0, "cortex-m4", "b", 100.0, "tflm", n / 1e5, "t")
+        for i, n in enumerate((1e6, 3e6))
+    ]
+    fit = cm.fit([cm.Sample(r, int(r.latency_ms * 1e5), 0) for r in rows], flash_term=False)
+    (tmp_path / "m4_only.json").write_text(json.dumps({"name": "m4 only", "fit": fit.to_dict()}))
+    # Bypasses the targets loader (which refuses this file for a Cortex-M33 target) to reach the fallback.
+    target = replace(get_target("nrf5340"), latency_calibration=str(tmp_path / "m4_only.json"))
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(runner_cache))
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    m = measure_tflite(model, target)
+    mac = estimate_mcu_latency(parse_tflite(model), "cortex-m33", 128.0)
+    assert m.latency.value == mac.value and m.latency.kind == "estimated"
+    assert m.latency.method.startswith(mac.method)
+    assert f"{tmp_path / 'm4_only.json'} has no CPI for cortex-m33" in m.latency.method
+    assert "the device runner measured 7,68" in m.latency.method  # 7,680,900 instructions on the M33 runner
+    assert "arena 22,832 B" in m.sram.method and "measured on the device's TFLM + CMSIS-NN code" in m.sram.method

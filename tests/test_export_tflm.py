@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,15 @@ def make_candidates(root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_candidates(tmp_path_factory.getbasetemp() / "export_candidates")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_arena_unless_a_test_asks() -> Iterator[None]:
+    """The tests here check the host arena path unless they set $TINYFRONT_TFLM_DIR themselves: with a tree
+    in the developer's environment, kTensorArenaSize would come from the device runner instead."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TINYFRONT_TFLM_DIR", raising=False)
+        yield
 
 
 def unzip(bundle: Path, dest: Path) -> Path:
@@ -412,3 +422,98 @@ def test_refusals(candidates: dict[str, Path], tmp_path: Path) -> None:
     (broken / "result.json").write_text(json.dumps(result))
     with pytest.raises(ExportError, match="no key 'spec'"):
         export_tflm_bundle(broken, tmp_path / "c.zip")
+
+
+# ---- kTensorArenaSize from the device runner (issue 12: "allocates with exactly the stated size") ----
+
+TFLM_CMSIS = Path(__file__).resolve().parents[1].parent / "shared" / "tflm" / "cmsis_nn"
+
+
+def test_arena_without_a_runner_is_host_plus_margin_and_says_so(
+    candidates: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firmware_export import export_tflm_bundle
+    from firmware_export._arena import HOST_SOURCE_TEXT
+
+    monkeypatch.delenv("TINYFRONT_TFLM_DIR", raising=False)
+    info = export_tflm_bundle(candidates["int8"], tmp_path / "bundle.zip")
+    folder = unzip(tmp_path / "bundle.zip", tmp_path / "out")
+    arena = json.loads((folder / "metadata.json").read_text())["bundle"]["arena"]
+    assert arena["source"] == "host" and arena["source_text"] == HOST_SOURCE_TEXT
+    assert "no device runner here for cortex-m33" in arena["device_not_used_because"]
+    assert arena["device"] is None
+    assert arena["tensor_arena_size"] == info.arena_size == arena["host_estimate_bytes"]
+    assert info.arena_size == -(-(arena["measured_bytes"] + arena["margin_bytes"]) // 16) * 16
+    readme = (folder / "README.md").read_text()
+    assert f"| {info.arena_size} bytes: {arena['measured_bytes']} measured + {arena['margin_bytes']} margin" in readme
+    assert f"source: {HOST_SOURCE_TEXT}" in readme
+    settings = (folder / "model_settings.h").read_text()
+    assert f"// {HOST_SOURCE_TEXT}: measured + margin" in settings
+
+
+def _runner_missing() -> str | None:
+    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
+        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
+    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.mark.slow
+def test_exported_arena_is_the_device_minimum_and_allocates_exactly(
+    candidates: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a runner the stated kTensorArenaSize allocates exactly on the device's kernels, <= 5 % above the minimum."""
+    import os
+
+    from firmware_export import export_tflm_bundle
+    from firmware_export._arena import DEVICE_SOURCE_TEXT
+    from search.device_runner import run_on_device
+
+    reason = _runner_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    cache = Path(os.environ.get("TINYFRONT_BUILD_CACHE") or tmp_path / "cache")
+    monkeypatch.setenv("TINYFRONT_TFLM_DIR", str(TFLM_CMSIS))
+    monkeypatch.setenv("TINYFRONT_BUILD_CACHE", str(cache))
+    info = export_tflm_bundle(candidates["int8"], tmp_path / "bundle.zip")  # stm32l552: Cortex-M33
+    folder = unzip(tmp_path / "bundle.zip", tmp_path / "out")
+    arena = json.loads((folder / "metadata.json").read_text())["bundle"]["arena"]
+    assert arena["source"] == "device" and arena["source_text"] == DEVICE_SOURCE_TEXT, arena
+    size, minimum = arena["tensor_arena_size"], arena["device"]["arena_min_bytes"]
+    assert size == info.arena_size and size % 16 == 0
+    assert minimum <= size <= 1.05 * minimum
+    assert arena["device"]["runner_core"] == "cortex-m33" and arena["device"]["allocates_with_exactly_stated"]
+    # Independently: exactly the stated size allocates with the device kernels, 16 bytes less does not.
+    model = (folder / "model.tflite").read_bytes()
+    exact = run_on_device(model, "cortex-m33", tree=TFLM_CMSIS, cache_dir=cache, check_arena=size)
+    less = run_on_device(model, "cortex-m33", tree=TFLM_CMSIS, cache_dir=cache, check_arena=size - 16)
+    assert exact.arena_check is True and less.arena_check is False
+    assert exact.arena_min == minimum  # the bisection is deterministic
+    # The host path would have stated more (64-bit host records + a CMSIS-NN margin estimate).
+    assert arena["host_estimate_bytes"] > size
+    settings = (folder / "model_settings.h").read_text()
+    assert f"constexpr int kTensorArenaSize = {size};" in settings and DEVICE_SOURCE_TEXT in settings
+    readme = (folder / "README.md").read_text()
+    assert f"bisected minimum {minimum} B rounded up to 16, {DEVICE_SOURCE_TEXT}" in readme
+    assert f"allocated it with exactly `kTensorArenaSize` = {size} bytes" in readme
+
+
+def test_choose_arena_falls_back_to_the_host_figure_with_a_reason(tmp_path: Path, mlperf_dir: Path) -> None:
+    from firmware_export._arena import HOST_SOURCE_TEXT, choose_arena
+
+    model = (mlperf_dir / "kws_ref_model.tflite").read_bytes()
+    esp = choose_arena(model, "xtensa-lx7", 25_552)
+    assert (esp.size, esp.source, esp.text) == (25_552, "host", HOST_SOURCE_TEXT)
+    assert esp.fallback_reason == "no device runner emulates xtensa-lx7"
+    no_tree = choose_arena(model, "cortex-m4", 25_552, tree=tmp_path)  # not a CMSIS-NN tree
+    assert no_tree.size == 25_552 and no_tree.device is None
+    assert no_tree.fallback_reason is not None and "no device runner here for cortex-m4" in no_tree.fallback_reason
+    assert no_tree.to_dict() == {
+        "source": "host",
+        "source_text": HOST_SOURCE_TEXT,
+        "host_estimate_bytes": 25_552,
+        "device": None,
+        "device_not_used_because": no_tree.fallback_reason,
+    }

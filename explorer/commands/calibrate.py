@@ -5,7 +5,9 @@ CSV), a target name of the targets file, the latency you measured on that board 
 engine that ran it (e.g. ``tflm+cmsis-nn``). Every file is run on the device runner of the
 target's core (instruction counts measured in QEMU on TFLM + CMSIS-NN); one cycles-per-instruction
 per target is fitted (``search/cpi_model.py``, without the flash term: a few rows cannot separate
-it) and written as ``<out>/<target>.json`` with its leave-one-out error and 90 % interval.
+it) and written as ``<out>/<target>.json`` with its leave-one-out error and 90 % interval. The
+command prints the ``latency_calibration = "..."`` line that makes the target use it (paste it into
+the target's table in the targets file; the path is relative to that file when it can be).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from statistics import median
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_export.device import check_tree
     from search import cpi_model as cm
     from search.device_runner import run_on_device
-    from search.targets import load_targets
+    from search.targets import DEFAULT_TARGETS_FILE, load_targets
     from search.tflite_graph import parse_tflite
 
     path = Path(args.csv)
@@ -117,4 +120,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(("target", "rows", "CPI", "LOO median", "LOO max", "90% interval", "written"), table))
     if any(len(s) < 9 for s in by_target.values()):
         print("note: below 9 rows the 90% interval is the largest leave-one-out error (too few rows for a quantile)")
+    targets_file = Path(args.targets) if args.targets else DEFAULT_TARGETS_FILE
+    for name in sorted(by_target):
+        print(paste_line(targets_file, name, out / f"{name}.json"))
     return 0
+
+
+def paste_line(targets_file: Path, target: str, calibration: Path) -> str:
+    """The line that makes ``target`` use ``calibration`` (relative to the targets file when below it)."""
+    folder = targets_file.resolve().parent
+    full = calibration.resolve()
+    shown = os.path.relpath(full, folder) if full.is_relative_to(folder) else str(full)
+    return f"to use it, add to [targets.{target}] in {targets_file}: latency_calibration = {json.dumps(shown)}"

@@ -45,7 +45,7 @@ constexpr int kTensorArenaMeasuredBytes = {{arena_measured}};
 // less than the 64-bit host measurement for the interpreter's own records (estimated
 // {{arena_32bit}} bytes instead of {{arena_measured}}): further headroom.
 constexpr int kTensorArenaMarginBytes = {{arena_margin}};
-// Measured + margin, rounded up to a multiple of 16.
+// {{arena_size_comment}}
 constexpr int kTensorArenaSize = {{arena_size}};
 
 #endif  // TINYFRONT_MODEL_SETTINGS_H_

@@ -210,8 +210,8 @@ def main() -> None:
     ap.add_argument(
         "--full", action="store_true", help="the full default space (width 4 x sparsity 9 x the runtime's precisions)"
     )
-    ap.add_argument("--flash-kb", type=float, help="judge the grid against this flash budget instead of the target's")
-    ap.add_argument("--sram-kb", type=float, help="judge the grid against this SRAM budget instead of the target's")
+    ap.add_argument("--flash-kb", type=float, help="judge the grid against this model flash budget (KiB)")
+    ap.add_argument("--sram-kb", type=float, help="judge the grid against this model SRAM budget (KiB)")
     ap.add_argument("--latency-ms", type=float, help="judge the grid against this latency budget")
     ap.add_argument("--out", default="tinyfront_bench/search_efficiency", help="output folder (grid cache)")
     args = ap.parse_args()
@@ -229,15 +229,22 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = evaluate_grid(space, target, args, out)
-    tight = {
+    tight = {  # model budgets: the board's figure is the budget plus the target's application reserve
         k: v
-        for k, v in (("flash_kb", args.flash_kb), ("sram_kb", args.sram_kb), ("latency_budget_ms", args.latency_ms))
+        for k, v in (
+            ("flash_kb", None if args.flash_kb is None else args.flash_kb + target.app_flash_kb),
+            ("sram_kb", None if args.sram_kb is None else args.sram_kb + target.app_sram_kb),
+            ("latency_budget_ms", args.latency_ms),
+        )
         if v is not None
     }
     if tight:  # the same real figures, judged against tighter budgets
         target = dataclasses.replace(target, **tight)
         table = {k: dataclasses.replace(r, target=target) for k, r in table.items()}
-        print("budgets: " + ", ".join(f"{k} {v:g}" for k, v in tight.items()))
+        print(
+            f"model budgets: flash {target.flash_budget_kb:g} KiB, SRAM {target.sram_budget_kb:g} KiB, "
+            f"latency {target.latency_budget_ms:g} ms"
+        )
     objectives = args.objectives.split(",")
     feasible = [[r.objective_value(o) for o in objectives] for r in table.values() if r.feasible]
     grid_hv = budget_hypervolume(feasible, objectives, target) if feasible else 0.0

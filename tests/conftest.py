@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 MLPERF = SHARED / "models" / "mlperf-tiny"
+TFLM_CMSIS = SHARED / "tflm" / "cmsis_nn"
+
+
+def device_runner_missing() -> str | None:
+    """Why the device runner cannot run here (no CMSIS-NN tree, compiler or QEMU), or None."""
+    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
+        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
+    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
 
 
 @pytest.fixture(scope="session")

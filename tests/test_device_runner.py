@@ -8,16 +8,14 @@ the library between runs) and run the MLPerf Tiny KWS model on Cortex-M4 and Cor
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TFLM_CMSIS, device_runner_missing
 
 from search.errors import MeasurementError
-
-TFLM_CMSIS = Path(__file__).resolve().parents[1].parent / "shared" / "tflm" / "cmsis_nn"
 
 #: KWS instructions per inference on Cortex-M4 at -O2 (../shared/tflm/README.md: "7.70 M at -O2").
 KWS_M4_O2_INSTRUCTIONS = 7.70e6
@@ -88,18 +86,9 @@ def test_default_input_is_seeded(mlperf_dir: Path) -> None:
     assert default_input(model, seed=1) != a
 
 
-def _device_missing() -> str | None:
-    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
-        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
-    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def runner_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = _device_missing()
+    reason = device_runner_missing()
     if reason is not None:
         pytest.skip(reason)
     env = os.environ.get("TINYFRONT_BUILD_CACHE")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TFLM_CMSIS, device_runner_missing
 
 from search.errors import ExportError
 
@@ -426,8 +427,6 @@ def test_refusals(candidates: dict[str, Path], tmp_path: Path) -> None:
 
 # ---- kTensorArenaSize from the device runner (issue 12: "allocates with exactly the stated size") ----
 
-TFLM_CMSIS = Path(__file__).resolve().parents[1].parent / "shared" / "tflm" / "cmsis_nn"
-
 
 def test_arena_without_a_runner_is_host_plus_margin_and_says_so(
     candidates: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -451,15 +450,6 @@ def test_arena_without_a_runner_is_host_plus_margin_and_says_so(
     assert f"// {HOST_SOURCE_TEXT}: measured + margin" in settings
 
 
-def _runner_missing() -> str | None:
-    if not (TFLM_CMSIS / "third_party" / "cmsis_nn" / "Include").is_dir():
-        return f"CMSIS-NN TFLite Micro tree not found at {TFLM_CMSIS}"
-    for tool in ("make", "arm-none-eabi-g++", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
-
-
 @pytest.mark.slow
 def test_exported_arena_is_the_device_minimum_and_allocates_exactly(
     candidates: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -471,7 +461,7 @@ def test_exported_arena_is_the_device_minimum_and_allocates_exactly(
     from firmware_export._arena import DEVICE_SOURCE_TEXT
     from search.device_runner import run_on_device
 
-    reason = _runner_missing()
+    reason = device_runner_missing()
     if reason is not None:
         pytest.skip(reason)
     cache = Path(os.environ.get("TINYFRONT_BUILD_CACHE") or tmp_path / "cache")

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,7 @@ def prune(
     settings: TrainSettings,
     *,
     key: str | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> tf_keras.Model:
     """Magnitude-prune to ``sparsity`` with a PolynomialDecay schedule and a short fine-tune.
 
@@ -212,17 +214,22 @@ def prune(
     state are reset, and the candidate's weights are copied in. TensorFlow then does not trace the
     wrapped training step again for every pruned candidate, the cost that made a pruned candidate
     2.4x a dense one. Without ``key`` a fresh wrapped model is built and dropped.
+
+    ``callbacks`` are added to the fine-tune's ``fit`` (the early-stopping checkpoints of
+    :mod:`search.early_stop`); one that sets ``stop_training`` ends the fine-tune early.
     """
     if sparsity <= 0:
         return model
     steps_per_epoch = math.ceil(len(x_train) / settings.batch_size)
     cache_key = (key, settings, len(x_train)) if key and REUSE_PRUNING_SESSIONS else None
     session = _PRUNING_SESSIONS.get(cache_key) if cache_key else None
+    if session is not None and session.signature != _signature(model):
+        session = None  # same key, another build of the model (a second study in this process): start afresh
     if session is None:
         session = _PruningSession(model, steps_per_epoch, settings)
         if cache_key:
             _PRUNING_SESSIONS.put(cache_key, session)
-    session.run(model, float(sparsity), x_train, y_train)
+    session.run(model, float(sparsity), x_train, y_train, callbacks)
     _compile(model, settings.learning_rate)
     return model
 
@@ -246,22 +253,32 @@ class _PruningSession:
         # arithmetic with it), so one trace serves every sparsity.
         self.final_sparsity = tf.Variable(0.5, trainable=False, dtype=tf.float32, name="tinyfront_final_sparsity")
         schedule.final_sparsity = self.final_sparsity
+        self.signature = _signature(model)
         self.wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone(model), pruning_schedule=schedule)
         _compile(self.wrapped, settings.learning_rate / 2)
         self.initial = self.wrapped.get_weights()  # masks 1, thresholds 0, pruning step -1
         self.epochs = max(1, settings.finetune_epochs)
         self.batch_size = settings.batch_size
 
-    def _inner(self) -> dict[str, Any]:
-        return {getattr(layer, "layer", layer).name: getattr(layer, "layer", layer) for layer in self.wrapped.layers}
+    def _pairs(self, model: tf_keras.Model) -> list[tuple[Any, Any]]:
+        """(the caller's layer, the same layer inside the wrapped copy) for every layer with weights, by
+        position: layer names differ between two builds of one architecture in a process."""
+        inner = [getattr(layer, "layer", layer) for layer in self.wrapped.layers]
+        return [(a, b) for a, b in zip(model.layers, inner, strict=True) if a.weights]
 
-    def run(self, model: tf_keras.Model, sparsity: float, x_train: np.ndarray, y_train: np.ndarray) -> None:
+    def run(
+        self,
+        model: tf_keras.Model,
+        sparsity: float,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
         tfmot = _lazy.tfmot()
         self.wrapped.set_weights(self.initial)
-        inner = self._inner()
-        for layer in model.layers:
-            if layer.weights:
-                inner[layer.name].set_weights(layer.get_weights())
+        pairs = self._pairs(model)
+        for outer, inner in pairs:
+            inner.set_weights(outer.get_weights())
         optimizer = self.wrapped.optimizer
         for var in optimizer.variables:  # a fresh Adam: step 0, zero moments (the learning rate is not among them)
             var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
@@ -271,12 +288,16 @@ class _PruningSession:
             y_train,
             epochs=self.epochs,
             batch_size=self.batch_size,
-            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+            callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks],
             verbose=0,
         )
-        for layer in model.layers:
-            if layer.weights:
-                layer.set_weights(inner[layer.name].get_weights())
+        for outer, inner in pairs:
+            outer.set_weights(inner.get_weights())
+
+
+def _signature(model: tf_keras.Model) -> list[tuple[str, list[tuple[int, ...]]]]:
+    """Layer types and weight shapes, in order: what a pruning session's model must match."""
+    return [(type(layer).__name__, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
 
 
 class _SessionCache:
@@ -310,7 +331,13 @@ _PRUNING_SESSIONS = _SessionCache(PRUNING_SESSIONS_KEPT)
 
 
 def quantize_aware(
-    model: tf_keras.Model, x_train: np.ndarray, y_train: np.ndarray, settings: TrainSettings, *, keep_sparsity: bool
+    model: tf_keras.Model,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    settings: TrainSettings,
+    *,
+    keep_sparsity: bool,
+    callbacks: Sequence[Any] = (),
 ) -> tf_keras.Model:
     """Fine-tune with fake quantisation (tfmot QAT). With ``keep_sparsity`` the pruned zeros stay
     zero (tfmot's prune-preserving QAT scheme)."""
@@ -325,7 +352,14 @@ def quantize_aware(
     except Exception as exc:
         raise CandidateError(f"quantisation-aware training is not possible for this model: {exc}") from exc
     _compile(qat, settings.learning_rate / 4)
-    qat.fit(x_train, y_train, epochs=max(1, settings.finetune_epochs), batch_size=settings.batch_size, verbose=0)
+    qat.fit(
+        x_train,
+        y_train,
+        epochs=max(1, settings.finetune_epochs),
+        batch_size=settings.batch_size,
+        callbacks=list(callbacks),
+        verbose=0,
+    )
     return qat
 
 

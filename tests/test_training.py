@@ -50,3 +50,26 @@ def test_the_session_cache_keeps_the_most_recently_used() -> None:
     cache.put("c", c)  # type: ignore[arg-type]
     assert list(cache.items) == ["a", "c"]
     assert cache.get("b") is None
+
+
+@pytest.mark.slow
+def test_a_session_serves_another_build_of_the_same_base_and_rebuilds_for_another_architecture() -> None:
+    """Two studies in one process (a notebook) train the same base key twice: Keras names the second
+    build's layers differently. The session matches layers by position, and a model of another shape
+    under the same key gets a session of its own."""
+    from search.data import load_demo
+
+    data = load_demo(seed=0)
+    settings = training.TrainSettings(epochs=1, finetune_epochs=1, seed=0)
+    training._PRUNING_SESSIONS.clear()
+    first, _ = training.train_base("mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings)
+    second, _ = training.train_base("mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings)
+    assert [la.name for la in first.layers] != [lb.name for lb in second.layers]
+    for base in (first, second):
+        model = training.prune(training.clone(base), 0.5, data.x_train, data.y_train, settings, key="same")
+        assert _kernel_zero_fractions(model)[1] == pytest.approx(0.5, abs=0.01)
+    assert len(training._PRUNING_SESSIONS.items) == 1
+    wider, _ = training.train_base("mobilenet_v1", 0.5, data.x_train, data.y_train, data.num_classes, settings)
+    model = training.prune(training.clone(wider), 0.5, data.x_train, data.y_train, settings, key="same")
+    assert _kernel_zero_fractions(model)[1] == pytest.approx(0.5, abs=0.01)
+    training._PRUNING_SESSIONS.clear()

@@ -61,20 +61,29 @@ def _grid(space: SearchSpace) -> list[Key]:
 
 
 def evaluate_grid(
-    space: SearchSpace, target: Target, args: argparse.Namespace, out: Path
+    space: SearchSpace, target: Target, args: argparse.Namespace, out: Path, *, checkpoints: bool = False
 ) -> dict[Key, CandidateResult]:
-    """Real results for every grid point, from ``out``'s cache file when it has them."""
+    """Real results for every grid point, from ``out``'s cache file when it has them.
+
+    With ``checkpoints`` every fine-tune's epochs but the last are checked for Keras accuracy
+    (``search.early_stop.Monitor(record=True)``, nothing is stopped); ``benchmarks/early_stop.py`` uses them.
+    """
     from search.candidate import evaluate_candidate
     from search.data import load_dataset
+    from search.early_stop import Monitor
 
     data = load_dataset(args.data)
     # The product code is part of the key: a changed family or training routine invalidates the grid.
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(SEARCH_DIR.glob("*.py")))).hexdigest()
+    # search/early_stop.py is not: grid candidates run with no rule, and a rule is applied (by
+    # benchmarks/early_stop.py) to the grid's recorded checkpoints afterwards.
+    sources = [p for p in sorted(SEARCH_DIR.glob("*.py")) if p.name != "early_stop.py"]
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     # Budgets are not part of the key: the figures do not depend on them, and --flash-kb/--sram-kb/
     # --latency-ms re-judge the cached grid against tighter budgets without building it again.
     identity = {k: v for k, v in target.to_dict().items() if not k.endswith(("_kb", "_ms"))}
     blob = json.dumps(
-        [space.to_dict(), identity, data.fingerprint, args.family, args.epochs, args.finetune_epochs, code],
+        [space.to_dict(), identity, data.fingerprint, args.family, args.epochs, args.finetune_epochs, code]
+        + (["checkpoints"] if checkpoints else []),
         sort_keys=True,
     )
     key = hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -91,7 +100,14 @@ def evaluate_grid(
             )  # fmt: skip
             start = time.perf_counter()
             try:
-                res = evaluate_candidate(spec, target, data, out / key / name, cache_dir=out / key / "base_models")
+                res = evaluate_candidate(
+                    spec,
+                    target,
+                    data,
+                    out / key / name,
+                    cache_dir=out / key / "base_models",
+                    monitor=Monitor(record=checkpoints),
+                )
                 stored[name] = res.to_dict()
             except Exception as exc:  # a grid point that cannot be built is simply absent
                 stored[name] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -102,6 +118,27 @@ def evaluate_grid(
             results[(w, s, p)] = CandidateResult.from_dict(stored[name])
     print(f"grid: {len(grid)} points, {len(results)} built, cache {cache}")
     return results
+
+
+def tighten(
+    target: Target, table: dict[Key, CandidateResult], args: argparse.Namespace
+) -> tuple[Target, dict[Key, CandidateResult]]:
+    """``target`` with the model budgets of ``--flash-kb/--sram-kb/--latency-ms`` and ``table`` judged
+    against it: the same real figures, tighter budgets (a board's figure is the model budget plus the
+    target's application reserve)."""
+    tight = {
+        k: v
+        for k, v in (
+            ("flash_kb", None if args.flash_kb is None else args.flash_kb + target.app_flash_kb),
+            ("sram_kb", None if args.sram_kb is None else args.sram_kb + target.app_sram_kb),
+            ("latency_budget_ms", args.latency_ms),
+        )
+        if v is not None
+    }
+    if not tight:
+        return target, table
+    target = dataclasses.replace(target, **tight)
+    return target, {k: dataclasses.replace(r, target=target) for k, r in table.items()}
 
 
 def spread_hypervolume(points: list[list[float]], grid: list[list[float]], objectives: list[str]) -> float:
@@ -229,18 +266,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = evaluate_grid(space, target, args, out)
-    tight = {  # model budgets: the board's figure is the budget plus the target's application reserve
-        k: v
-        for k, v in (
-            ("flash_kb", None if args.flash_kb is None else args.flash_kb + target.app_flash_kb),
-            ("sram_kb", None if args.sram_kb is None else args.sram_kb + target.app_sram_kb),
-            ("latency_budget_ms", args.latency_ms),
-        )
-        if v is not None
-    }
-    if tight:  # the same real figures, judged against tighter budgets
-        target = dataclasses.replace(target, **tight)
-        table = {k: dataclasses.replace(r, target=target) for k, r in table.items()}
+    target, table = tighten(target, table, args)
+    if (args.flash_kb, args.sram_kb, args.latency_ms) != (None, None, None):
         print(
             f"model budgets: flash {target.flash_budget_kb:g} KiB, SRAM {target.sram_budget_kb:g} KiB, "
             f"latency {target.latency_budget_ms:g} ms"

@@ -299,6 +299,7 @@ class TinyfrontMagics(Magics):
             trials=len(states),
             complete=states.count("COMPLETE"),
             failed=states.count("FAIL"),
+            stopped=states.count("PRUNED"),
             feasible=report.feasible_count,
             interrupted=interrupted,
             seconds=time.monotonic() - start,
@@ -343,7 +344,8 @@ class TinyfrontMagics(Magics):
             raise ConfigError(f"study '{args.study}' has no trial {args.trial}; it has {len(trials)} trials from 0")
         trial = found[0]
         if "result" not in trial.user_attrs:
-            why = f": {fail_reason(trial)}" if fail_reason(trial) else ""
+            reason = fail_reason(trial) or trial.user_attrs.get("stop_reason")
+            why = f": {reason}" if reason else ""
             raise CandidateError(f"trial {args.trial} is {trial.state.name} and has no result{why}")
         return CandidateResult.from_dict(trial.user_attrs["result"])
 

@@ -35,12 +35,15 @@ class SearchSummary:
     seconds: float
     report: FrontReport = field(repr=False)
     front: pd.DataFrame = field(repr=False)
+    stopped: int = 0  # stopped early: they could not reach the front (search.early_stop)
 
     def headline(self) -> str:
         stop = "interrupted; re-run the same line to resume" if self.interrupted else "finished"
         return (
             f"study {self.study_name} ({stop}): {self.trials} trials, {self.complete} complete, "
-            f"{self.failed} failed, {self.feasible} feasible, {len(self.front)} on the front "
+            f"{self.failed} failed, "
+            + (f"{self.stopped} stopped early, " if self.stopped else "")
+            + f"{self.feasible} feasible, {len(self.front)} on the front "
             f"({self.seconds:.0f} s this run)"
         )
 
@@ -58,7 +61,14 @@ def front_frame(report: FrontReport, *, all_trials: bool = False) -> pd.DataFram
     rows = report.trials if all_trials else [report.row(n) for n in report.front]
     records = [_record(report, r) for r in rows]
     columns = ["trial", "width", "sparsity", "precision", "resolution", *FIGURES]
-    columns += [f"{name}_kind" for name in FIGURES] + ["feasible", "knee", "state", "fail_reason", "artifacts_dir"]
+    columns += [f"{name}_kind" for name in FIGURES] + [
+        "feasible",
+        "knee",
+        "state",
+        "fail_reason",
+        "stop_reason",
+        "artifacts_dir",
+    ]
     return pd.DataFrame.from_records(records, columns=columns).set_index("trial")
 
 
@@ -70,7 +80,7 @@ def _record(report: FrontReport, r: TrialRow) -> dict[str, Any]:
         fig = r.figures.get(name)
         rec[name] = float(fig["value"]) if fig else np.nan
         rec[f"{name}_kind"] = fig["kind"] if fig else None
-    rec.update(state=r.state, fail_reason=r.fail_reason, artifacts_dir=r.artifacts_dir)
+    rec.update(state=r.state, fail_reason=r.fail_reason, stop_reason=r.stop_reason, artifacts_dir=r.artifacts_dir)
     return rec
 
 

@@ -37,7 +37,7 @@ def trial_artifacts(storage: str, study: str, trial: int) -> Path:
         raise ExportError(f"study '{study}' has no trial {trial}; {numbered}")
     t = found[0]
     if t.state != optuna.trial.TrialState.COMPLETE:
-        reason = t.user_attrs.get("fail_reason")
+        reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("stop_reason")
         why = f": {reason}" if reason else ""
         raise ExportError(
             f"trial {trial} of study '{study}' is {t.state.name}, not COMPLETE{why}; it has nothing to export"

@@ -24,6 +24,7 @@ import numpy as np
 
 from search import _lazy
 from search.deployed import deployed_accuracy, measure_deployment
+from search.early_stop import CandidateStopped, Monitor
 from search.errors import CandidateError, ConfigError
 from search.figures import Figure
 from search.result import PRECISIONS, CandidateResult, CandidateSpec
@@ -189,12 +190,21 @@ def evaluate_candidate(
     *,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    monitor: Monitor | None = None,
 ) -> CandidateResult:
-    """Build, compress, convert and measure one candidate; write its artifacts into ``out_dir``."""
+    """Build, compress, convert and measure one candidate; write its artifacts into ``out_dir``.
+
+    With a ``monitor`` (:mod:`search.early_stop`) a quantisation-aware fine-tune is checked after every
+    epoch but the last, and :class:`~search.early_stop.CandidateStopped` is raised when its rule stops
+    the candidate (before any training when its sibling is over budget).
+    """
     from search import __version__, training
     from search.convert import to_onnx, to_tflite
 
     check_deployable(spec, target)
+    monitor = monitor if monitor is not None else Monitor()
+    if monitor.rule is not None and (reason := monitor.rule.before_training()):
+        raise CandidateStopped(reason, {}, [])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -216,12 +226,22 @@ def evaluate_candidate(
             key=key,
             depth=spec.depth,
         )
+    qat = spec.precision == "int8_qat"
+    fine_tune = max(1, spec.finetune_epochs)
     with _stage(seconds, "prune", progress):
-        model = training.prune(training.clone(base), spec.sparsity, x_train, dataset.y_train, settings, key=key)
+        check = None if qat else monitor.callback("pruning fine-tune", fine_tune, x_val, dataset.y_val)
+        model = training.prune(
+            training.clone(base), spec.sparsity, x_train, dataset.y_train, settings, key=key, callbacks=_some(check)
+        )
+    _stop_if_told(monitor, seconds)
     zero_fractions = _kernel_zero_fractions(model)
-    if spec.precision == "int8_qat":
+    if qat:
         with _stage(seconds, "qat", progress):
-            model = training.quantize_aware(model, x_train, dataset.y_train, settings, keep_sparsity=spec.sparsity > 0)
+            check = monitor.callback("quantisation-aware fine-tune", fine_tune, x_val, dataset.y_val)
+            model = training.quantize_aware(
+                model, x_train, dataset.y_train, settings, keep_sparsity=spec.sparsity > 0, callbacks=_some(check)
+            )
+        _stop_if_told(monitor, seconds)
     keras_acc = training.keras_accuracy(model, x_val, dataset.y_val)
     macs, layers = keras_layers(model)
 
@@ -258,9 +278,19 @@ def evaluate_candidate(
         reused_base=reused,
         artifacts_dir=str(out_dir.resolve()),
         tinyfront_version=__version__,
+        checkpoints=monitor.checkpoints,
     )
     (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _some(callback: Any) -> tuple[Any, ...]:
+    return () if callback is None else (callback,)
+
+
+def _stop_if_told(monitor: Monitor, seconds: dict[str, float]) -> None:
+    if monitor.reason is not None:
+        raise CandidateStopped(monitor.reason, dict(seconds), list(monitor.checkpoints))
 
 
 def load_result(artifacts_dir: Path) -> CandidateResult:
@@ -305,4 +335,5 @@ def remeasure(artifacts_dir: Path, target: Target) -> CandidateResult:
         reused_base=stored.reused_base,
         artifacts_dir=stored.artifacts_dir,
         tinyfront_version=stored.tinyfront_version,
+        checkpoints=stored.checkpoints,
     )

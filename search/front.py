@@ -60,6 +60,7 @@ class TrialRow:
     reused_base: bool | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     duplicate_of: int | None = None  # served from that earlier trial with the same candidate
+    stop_reason: str | None = None  # why a PRUNED trial was stopped early (search.early_stop)
 
 
 @dataclass
@@ -145,6 +146,7 @@ def _row(trial: FrozenTrial, objectives: Sequence[str], target: Target, result: 
         reused_base=trial.user_attrs.get("reused_base"),
         spec=dict(trial.user_attrs.get("spec", {})),
         duplicate_of=trial.user_attrs.get("duplicate_of"),
+        stop_reason=trial.user_attrs.get("stop_reason") if trial.state.name == "PRUNED" else None,
     )
 
 

@@ -73,6 +73,8 @@ class CandidateResult:
     reused_base: bool = False
     artifacts_dir: str = ""
     tinyfront_version: str = ""
+    #: Keras validation accuracy after fine-tune epochs (search.early_stop); empty when not measured.
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdicts(self) -> dict[str, bool]:
@@ -109,6 +111,7 @@ class CandidateResult:
             "reused_base": self.reused_base,
             "artifacts_dir": self.artifacts_dir,
             "tinyfront_version": self.tinyfront_version,
+            **({"checkpoints": self.checkpoints} if self.checkpoints else {}),
         }
 
     @classmethod
@@ -127,4 +130,5 @@ class CandidateResult:
             reused_base=bool(data.get("reused_base", False)),
             artifacts_dir=str(data.get("artifacts_dir", "")),
             tinyfront_version=str(data.get("tinyfront_version", "")),
+            checkpoints=list(data.get("checkpoints", [])),
         )

@@ -18,6 +18,11 @@ training settings) equals that of an earlier COMPLETE trial of the study, the ob
 build it again: it copies that trial's ``result``, ``artifacts_dir``, constraints and objective
 values, sets ``duplicate_of`` to its number and ``stage_seconds`` to ``{}``. The duplicate is a
 COMPLETE trial and uses one trial of the budget, at almost no cost.
+
+With ``early_stop`` (the default) the objective asks :func:`search.early_stop.stop_rule` what the
+study's finished trials say about the candidate. A candidate that the rule stops is recorded with
+``stop_reason``, its stage seconds, checkpoints and its structure's constraints, and ends as a PRUNED
+trial (``optuna.TrialPruned``), which counts toward the budget.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class StudyConfig:
     artifacts_root: str = DEFAULT_ARTIFACTS_ROOT
     heartbeat_interval: int = HEARTBEAT_INTERVAL
     grace_period: int = GRACE_PERIOD
+    #: Stop candidates that cannot reach the front (search.early_stop; TFLM targets only).
+    early_stop: bool = True
 
     def __post_init__(self) -> None:
         check_study_name(self.study_name)
@@ -197,6 +204,7 @@ def study_attrs(config: StudyConfig, dataset: Dataset, space: SearchSpace) -> di
         "sampler": config.sampler,
         "seed": config.seed,
         "training": config.training(),
+        "early_stop": config.early_stop,
         "artifacts_root": str(Path(config.artifacts_root).resolve()),
         "tinyfront_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -236,7 +244,7 @@ def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) ->
                 study.set_user_attr(key, value)
             return study
     _check_same_search(study, config, attrs)
-    for key in ("space", "sampler", "seed"):
+    for key in ("space", "sampler", "seed", "early_stop"):
         if study.user_attrs.get(key) != attrs[key]:
             log.info(
                 "study %s: %s changed from %r to %r", config.study_name, key, study.user_attrs.get(key), attrs[key]
@@ -310,6 +318,7 @@ def config_from_study(
         batch_size=int(training["batch_size"]),
         learning_rate=float(training["learning_rate"]),
         artifacts_root=artifacts_root or attrs["artifacts_root"],
+        early_stop=bool(attrs.get("early_stop", True)),
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
     )
@@ -326,7 +335,11 @@ def make_objective(
     config: StudyConfig, dataset: Dataset, progress: Callable[[str], None] | None = None
 ) -> Callable[[optuna.trial.Trial], tuple[float, ...]]:
     """The objective of ``config``'s study: one real candidate per trial."""
+    import optuna
+    from optuna.trial import TrialState
+
     from search.candidate import evaluate_candidate
+    from search.early_stop import STOP_REASON_KEY, CandidateStopped, Monitor, stop_rule
 
     space = config.space.resolved(config.target)
     study_dir = config.study_dir()
@@ -334,6 +347,8 @@ def make_objective(
     def objective(trial: optuna.trial.Trial) -> tuple[float, ...]:
         try:
             return _evaluate(trial)
+        except optuna.TrialPruned:
+            raise
         except Exception as exc:  # TinyfrontError or whatever TF raised: a FAIL trial with its reason
             if not is_storage_fault(exc):  # a failing database is not the candidate's answer: no reason
                 trial.set_user_attr(FAIL_REASON_KEY, one_line(exc))
@@ -354,9 +369,30 @@ def make_objective(
             return tuple(float(v) for v in earlier.values)
         out_dir = contained(study_dir, f"trial-{int(trial.number)}", what="trial folder")
         trial.set_user_attr("artifacts_dir", str(out_dir))
-        result = evaluate_candidate(
-            spec, config.target, dataset, out_dir, cache_dir=study_dir / "base_models", progress=progress
-        )
+        rule = None
+        if config.early_stop:
+            finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            rule = stop_rule(finished, spec, config.objectives, config.target)
+        try:
+            result = evaluate_candidate(
+                spec,
+                config.target,
+                dataset,
+                out_dir,
+                cache_dir=study_dir / "base_models",
+                progress=progress,
+                monitor=Monitor(rule),
+            )
+        except CandidateStopped as stop:
+            assert rule is not None
+            trial.set_user_attr(STOP_REASON_KEY, stop.reason)
+            trial.set_user_attr("stage_seconds", stop.stage_seconds)
+            trial.set_user_attr("checkpoints", stop.checkpoints)
+            trial.set_user_attr("constraints", rule.constraints)
+            for budget, value in zip(BUDGETS, rule.constraints, strict=True):
+                trial.set_constraint(budget, value)
+            log.info("trial %d %s", trial.number, stop.reason)
+            raise optuna.TrialPruned(stop.reason) from None
         values = tuple(float(result.objective_value(name)) for name in config.objectives)
         if not all(math.isfinite(v) for v in values):
             named = dict(zip(config.objectives, values, strict=True))

@@ -177,6 +177,8 @@ def verdict(row: TrialRow, report: FrontReport) -> str:
     """One trial's standing: knee / front / equal within error to a front trial / fits / over / failed / running."""
     if row.state == "FAIL":
         return "FAIL: " + (row.fail_reason or "no reason recorded")
+    if row.state == "PRUNED":
+        return "stopped early: " + (row.stop_reason or "no reason recorded")
     if row.state != "COMPLETE" or not row.figures:
         return row.state.lower()
     if row.number == report.knee:

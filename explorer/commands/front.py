@@ -56,7 +56,7 @@ def _verdict_cell(row: TrialRow) -> str:
     if row.fail_reason and not row.verdicts:
         return "failed"
     if not row.verdicts:
-        return row.state.lower()
+        return "stopped early" if row.state == "PRUNED" else row.state.lower()
     over = [b for b, ok in row.verdicts.items() if not ok]
     return "fits" if not over else "over " + "+".join(over)
 
@@ -143,13 +143,20 @@ def render_report(report: FrontReport, *, all_trials: bool = False) -> str:
         )
     lines.append(f"hypervolume: {report.hypervolume:.4f} of the budget box (accuracy 0-100% x each cost 0-budget)")
     lines.append("sizes in KiB (1 KiB = 1,024 bytes)")
-    failed = [r for r in report.trials if r.fail_reason]
-    if failed and (all_trials or len(failed) <= 5):
-        lines.append("")
-        lines.extend(f"trial {r.number}: {r.fail_reason}" for r in failed)
-    elif failed:
-        lines.append(f"{len(failed)} trials failed or cannot run here; --all lists them with their reasons")
+    failed = {r.number: r.fail_reason for r in report.trials if r.fail_reason}
+    _reasons(lines, failed, all_trials, "failed or cannot run here; --all lists them with their reasons")
+    stopped = {r.number: r.stop_reason for r in report.trials if r.stop_reason}
+    _reasons(lines, stopped, all_trials, "were stopped early (they cannot reach the front); --all lists why")
     return "\n".join(lines)
+
+
+def _reasons(lines: list[str], reasons: dict[int, str], all_trials: bool, summary: str) -> None:
+    """Each trial's reason (with --all, or when there are at most 5), else one line counting them."""
+    if reasons and (all_trials or len(reasons) <= 5):
+        lines.append("")
+        lines.extend(f"trial {number}: {reason}" for number, reason in reasons.items())
+    elif reasons:
+        lines.append(f"{len(reasons)} trials {summary}")
 
 
 def print_report(report: FrontReport, *, all_trials: bool = False) -> None:

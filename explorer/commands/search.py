@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--latency-budget", type=positive_float, metavar="MS", help="override the target's latency budget")
     p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS_ROOT, help="artifacts root folder")
+    p.add_argument(
+        "--no-early-stop",
+        dest="early_stop",
+        action="store_false",
+        help="build every candidate to the end, even one that cannot reach the front (see README)",
+    )
     add_heartbeat_arguments(p)
     p.set_defaults(run=run)
 
@@ -141,6 +147,7 @@ def config_from_args(
         artifacts_root=args.artifacts,
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
+        early_stop=getattr(args, "early_stop", True),
     )
 
 

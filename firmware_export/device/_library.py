@@ -160,6 +160,7 @@ def build_library(
             f"BUILD_DIR={out}",
             f"OPT={opt}",
             f"TFLM_KERNELS={' '.join(kernel_list)}",
+            "TFLM_PCH=1",  # precompiled headers: same objects, about 3x faster (see the Makefile)
         ]
         what = f"building libtflm.a for {board.core if board else 'the host'} from {root}"
         start = time.monotonic()

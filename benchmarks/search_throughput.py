@@ -58,6 +58,7 @@ def run_workers(
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
         artifacts_root=str(folder / "artifacts"),
+        early_stop=False,  # every trial a full build: this measures workers, not the rule (benchmarks/early_stop.py)
     )
     start = time.perf_counter()
     study = run_search(config, args.trials, workers)

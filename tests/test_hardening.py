@@ -371,6 +371,14 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGTERM, SIGHUP and SIGINT at their defaults. A suite started with
+    ``nohup cmd &`` ignores SIGHUP and SIGINT, and children inherit that; `tinyfront app` then
+    (rightly) leaves SIGHUP ignored."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_app_forwards_sigterm_to_streamlit(sig: signal.Signals, tmp_path: Path) -> None:
@@ -382,6 +390,7 @@ def test_app_forwards_sigterm_to_streamlit(sig: signal.Signals, tmp_path: Path) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # so the signal reaches only `tinyfront app`, as `kill <pid>` does
+        preexec_fn=_default_signals,  # as from a terminal, even when this suite runs under nohup
     )
     try:
         deadline = time.monotonic() + 120

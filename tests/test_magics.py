@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -287,7 +288,13 @@ def test_resume_and_kernel_interrupt_keep_the_study_intact(
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(search.candidate, "evaluate_candidate", interrupt_in_second_build)
-    summary = shell.run_line_magic("tinyfront", line)
+    # A kernel handles SIGINT; a suite started with `nohup cmd &` inherits it ignored, and then
+    # interrupt_main() does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        summary = shell.run_line_magic("tinyfront", line)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.setattr(search.candidate, "evaluate_candidate", real_evaluate)
     assert summary.interrupted and 1 <= summary.complete < 3
     trials = _study(folder, "interrupted").get_trials(deepcopy=False)

@@ -77,14 +77,18 @@ def check_host(host: str, port: int) -> None:
 
 
 def run_child(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
-    """Run ``command`` and wait for it; SIGTERM / SIGHUP to this process are forwarded to it."""
+    """Run ``command`` and wait for it; SIGTERM / SIGHUP to this process are forwarded to it.
+
+    A signal this process ignores (SIGHUP under ``nohup``) stays ignored, in it and in the child,
+    which inherits that: forwarding it would stop this process and wait for a child that ignores it."""
     proc = subprocess.Popen(command, cwd=cwd, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if proc.poll() is None:
             proc.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    wanted = [sig for sig in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(sig) != signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, forward) for sig in wanted}
     try:
         while True:
             try:

@@ -29,6 +29,7 @@ figures are not the candidate's there, and the rule is off.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -53,20 +54,6 @@ MARGIN = 0.10
 #: The phase whose checkpoints the rule uses (see the module docstring for why not the pruning one).
 CHECKED_PHASE = "quantisation-aware fine-tune"
 STOP_REASON_KEY = "stop_reason"
-
-#: The fields that make two candidates the same structure (same flash, SRAM and latency on TFLM).
-_STRUCTURE = (
-    "family",
-    "width",
-    "precision",
-    "depth",
-    "resolution",
-    "epochs",
-    "finetune_epochs",
-    "batch_size",
-    "learning_rate",
-    "seed",
-)
 
 
 class CandidateStopped(CandidateError):
@@ -111,8 +98,9 @@ class StopRule:
         return self.bar is not None
 
 
-def _structure(spec: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(spec.get(k) for k in _STRUCTURE)
+def _structure(spec: dict[str, Any]) -> CandidateSpec:
+    """The candidate with its sparsity set aside: what fixes flash, SRAM and latency on TFLM."""
+    return dataclasses.replace(CandidateSpec.from_dict(spec), sparsity=0.0)
 
 
 def _figure(trial: FrozenTrial, name: str) -> float:

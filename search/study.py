@@ -359,7 +359,8 @@ def make_objective(
         spec = CandidateSpec(family=config.family, seed=config.seed, **config.training(), **fields)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        earlier = _complete_trial_with_spec(trial.study, spec)
+        finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        earlier = _complete_trial_with_spec(finished, spec)
         if earlier is not None:
             # The same candidate was already built and measured in this study: serve its record.
             trial.set_user_attr("duplicate_of", earlier.number)
@@ -369,10 +370,7 @@ def make_objective(
             return tuple(float(v) for v in earlier.values)
         out_dir = contained(study_dir, f"trial-{int(trial.number)}", what="trial folder")
         trial.set_user_attr("artifacts_dir", str(out_dir))
-        rule = None
-        if config.early_stop:
-            finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            rule = stop_rule(finished, spec, config.objectives, config.target)
+        rule = stop_rule(finished, spec, config.objectives, config.target) if config.early_stop else None
         try:
             result = evaluate_candidate(
                 spec,
@@ -403,12 +401,12 @@ def make_objective(
     return objective
 
 
-def _complete_trial_with_spec(study: optuna.Study, spec: CandidateSpec) -> optuna.trial.FrozenTrial | None:
-    """The first COMPLETE trial of ``study`` that evaluated exactly ``spec`` (point and training settings)."""
-    from optuna.trial import TrialState
-
+def _complete_trial_with_spec(
+    complete: list[optuna.trial.FrozenTrial], spec: CandidateSpec
+) -> optuna.trial.FrozenTrial | None:
+    """The first of a study's ``complete`` trials that evaluated exactly ``spec`` (point and training settings)."""
     wanted = spec.to_dict()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for t in complete:
         if t.user_attrs.get("spec") == wanted and "result" in t.user_attrs and "constraints" in t.user_attrs:
             return t
     return None

@@ -170,6 +170,7 @@ class Monitor:
         if not (self.record or watched) or epochs < 2:
             return None
         from search import _lazy
+        from search.training import keras_accuracy
 
         monitor = self
 
@@ -177,7 +178,7 @@ class Monitor:
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
                 if epoch + 1 >= epochs:
                     return
-                acc = _eager_accuracy(self.model, x_val, y_val)
+                acc = keras_accuracy(self.model, x_val, y_val)
                 monitor.checkpoints.append(
                     {
                         "phase": phase,
@@ -193,12 +194,3 @@ class Monitor:
                     self.model.stop_training = True
 
         return _Checkpoint()
-
-
-def _eager_accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
-    """Top-1 accuracy by calling the model in inference mode (no ``predict``: nothing is traced)."""
-    hits = 0
-    for i in range(0, len(x), batch):
-        probs = np.asarray(model(x[i : i + batch], training=False))
-        hits += int(np.sum(np.argmax(probs, axis=1) == y[i : i + batch]))
-    return hits / len(x) if len(x) else 0.0

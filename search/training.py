@@ -88,10 +88,37 @@ def _compile(model: tf_keras.Model, learning_rate: float) -> None:
     )
 
 
-def keras_accuracy(model: tf_keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a Keras model (the reference the deployed artifact is compared with)."""
-    probs = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=1) == y))
+def _build_for_fit(model: tf_keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the optimizer's slots and the compiled loss and metrics before the first ``fit``.
+
+    Keras creates them inside the first trace of its training step, and a ``tf.function`` whose
+    first trace creates variables is traced a second time: building them here halves the tracing
+    of every fit of a freshly compiled model (the base model's training, a pruning session's first
+    fine-tune, every quantisation-aware fine-tune). The weights, and so the trained model, are the
+    same either way. It uses tf_keras' compile containers; should they change, the fit still works
+    and only traces twice again (tests/test_training.py checks the single trace).
+    """
+    tf = _lazy.tensorflow()
+    try:
+        model.optimizer.build(model.trainable_variables)
+        pred = model(x[:1], training=False)
+        model.compiled_loss.build(pred)
+        model.compiled_metrics.build(pred, tf.constant(y[:1]))
+    except (AttributeError, TypeError, ValueError) as exc:  # a tf_keras without these containers
+        log.debug("could not build the optimizer and metrics before fit (%s): the step is traced twice", exc)
+
+
+def keras_accuracy(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy of a Keras model (the reference the deployed artifact is compared with).
+
+    The model is called eagerly in inference mode, ``batch`` samples at a time: ``predict`` would
+    trace a function for every new model (twice, its last batch being smaller), which costs more
+    than the inference itself on a few hundred validation samples, and warns about retracing."""
+    hits = 0
+    for i in range(0, len(x), batch):
+        probs = np.asarray(model(x[i : i + batch], training=False))
+        hits += int(np.sum(np.argmax(probs, axis=1) == y[i : i + batch]))
+    return hits / len(x) if len(x) else 0.0
 
 
 def train_base(
@@ -119,6 +146,7 @@ def train_base(
     shape = tuple(int(d) for d in x_train.shape[1:])
     model = build_model(family, shape, num_classes, width, seed=settings.seed, depth=depth)  # type: ignore[arg-type]
     _compile(model, settings.learning_rate)
+    _build_for_fit(model, x_train, y_train)
     model.fit(x_train, y_train, epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True, verbose=0)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +254,7 @@ def prune(
     if session is not None and session.signature != _signature(model):
         session = None  # same key, another build of the model (a second study in this process): start afresh
     if session is None:
-        session = _PruningSession(model, steps_per_epoch, settings)
+        session = _PruningSession(model, steps_per_epoch, settings, x_train[:1], y_train[:1])
         if cache_key:
             _PRUNING_SESSIONS.put(cache_key, session)
     session.run(model, float(sparsity), x_train, y_train, callbacks)
@@ -241,7 +269,14 @@ class _PruningSession:
     weights are copied in before the fine-tune and the pruned weights copied back after it.
     """
 
-    def __init__(self, model: tf_keras.Model, steps_per_epoch: int, settings: TrainSettings) -> None:
+    def __init__(
+        self,
+        model: tf_keras.Model,
+        steps_per_epoch: int,
+        settings: TrainSettings,
+        x_sample: np.ndarray,
+        y_sample: np.ndarray,
+    ) -> None:
         tf, tfmot = _lazy.tensorflow(), _lazy.tfmot()
         total = max(2, steps_per_epoch * max(1, settings.finetune_epochs))
         frequency = max(1, total // 8)
@@ -256,6 +291,7 @@ class _PruningSession:
         self.signature = _signature(model)
         self.wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone(model), pruning_schedule=schedule)
         _compile(self.wrapped, settings.learning_rate / 2)
+        _build_for_fit(self.wrapped, x_sample, y_sample)
         self.initial = self.wrapped.get_weights()  # masks 1, thresholds 0, pruning step -1
         self.epochs = max(1, settings.finetune_epochs)
         self.batch_size = settings.batch_size
@@ -352,6 +388,7 @@ def quantize_aware(
     except Exception as exc:
         raise CandidateError(f"quantisation-aware training is not possible for this model: {exc}") from exc
     _compile(qat, settings.learning_rate / 4)
+    _build_for_fit(qat, x_train, y_train)
     qat.fit(
         x_train,
         y_train,

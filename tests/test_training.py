@@ -73,3 +73,33 @@ def test_a_session_serves_another_build_of_the_same_base_and_rebuilds_for_anothe
     model = training.prune(training.clone(wider), 0.5, data.x_train, data.y_train, settings, key="same")
     assert _kernel_zero_fractions(model)[1] == pytest.approx(0.5, abs=0.01)
     training._PRUNING_SESSIONS.clear()
+
+
+@pytest.mark.slow
+def test_every_fit_traces_its_training_step_once_and_trains_the_same_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimizer's slots and the compiled metrics are built before the first fit, so Keras traces
+    the training step once, not twice; the trained weights are those of a fit that traces twice."""
+    from search.data import load_demo
+
+    data = load_demo(seed=0)
+    settings = training.TrainSettings(epochs=1, finetune_epochs=1, seed=0)
+
+    def base() -> object:
+        return training.train_base("mobilenet_v1", 0.25, data.x_train, data.y_train, data.num_classes, settings)[0]
+
+    once = base()
+    assert once.train_function.experimental_get_tracing_count() == 1  # type: ignore[attr-defined]
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_build_for_fit", lambda *args: None)
+        twice = base()
+    assert twice.train_function.experimental_get_tracing_count() == 2  # type: ignore[attr-defined]
+    for a, b in zip(once.get_weights(), twice.get_weights(), strict=True):  # type: ignore[attr-defined]
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+    training._PRUNING_SESSIONS.clear()
+    pruned = training.prune(training.clone(once), 0.5, data.x_train, data.y_train, settings, key="traced-once")
+    (session,) = training._PRUNING_SESSIONS.items.values()
+    assert session.wrapped.train_function.experimental_get_tracing_count() == 1
+    qat = training.quantize_aware(pruned, data.x_train, data.y_train, settings, keep_sparsity=True)
+    assert qat.train_function.experimental_get_tracing_count() == 1
+    training._PRUNING_SESSIONS.clear()

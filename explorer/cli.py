@@ -6,6 +6,9 @@ imported until a command that needs it runs. Every :class:`TinyfrontError` becom
 stderr and exit status 1, and so do a file-system error (an export to a folder it cannot write) and
 a storage fault (:func:`search.storage.is_storage_fault`). Ctrl-C prints ``tinyfront: interrupted``
 and exits 130.
+
+A command given no ``--storage`` uses ``$TINYFRONT_STORAGE`` when set
+(:func:`explorer.commands._args.resolve_storage`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from explorer.commands._args import resolve_storage
 from search.errors import TinyfrontError
 
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -67,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """``args.run(args)`` with every expected failure turned into one line and an exit status."""
     try:
+        resolve_storage(args)
         return int(args.run(args))
     except TinyfrontError as exc:
         print(f"tinyfront: error: {exc}", file=sys.stderr)

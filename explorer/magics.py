@@ -43,7 +43,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import ArgDecorator, MagicArgumentParser, magic_arguments, parse_argstring
 
-from explorer.commands._args import study_name
+from explorer.commands._args import add_storage_argument, resolve_storage, study_name
 from explorer.notebook_views import (
     FIGURES,
     SearchSummary,
@@ -108,17 +108,11 @@ class _subcommands(ArgDecorator):  # noqa: N801 - named like IPython's argument 
         for p, name in ((show, "show"), (plot, "plot")):
             p.prog = f"tinyfront {name}"
             p.add_argument("--study", required=True, type=study_name, help="study name")
-            p.add_argument("--storage", default=_default_storage(), help="Optuna storage URL")
+            add_storage_argument(p)
         show.add_argument("--trial", type=int, required=True, help="trial number")
         plot.add_argument("--x", default="latency_ms", choices=list(FIGURES), help="x axis (default: latency_ms)")
         plot.add_argument("--y", default="accuracy", choices=list(FIGURES), help="y axis (default: accuracy)")
         parser.set_defaults(_subparsers=sub)
-
-
-def _default_storage() -> str:
-    from search.storage import DEFAULT_STORAGE
-
-    return DEFAULT_STORAGE
 
 
 def _set_help(p: argparse.ArgumentParser, dest: str, text: str) -> None:
@@ -219,6 +213,7 @@ class TinyfrontMagics(Magics):
             raise UsageError(text if text.startswith("%") else f"%tinyfront: {text} (see %tinyfront?)") from None
         handler: Callable[[argparse.Namespace], Any] = getattr(self, f"_{args.command}")
         try:
+            resolve_storage(args)
             return handler(args)
         except TinyfrontError as exc:
             raise UsageError(f"%tinyfront {args.command}: {_one_line(exc)}") from None

@@ -12,6 +12,9 @@
   failed by heartbeat) and does not count, so resuming replaces it.
 - :func:`display_url` is the one way a storage URL is shown (password redacted); every message
   that names a storage uses it.
+- ``TINYFRONT_STORAGE`` (:data:`STORAGE_ENV`) is the storage of a command given no ``--storage``
+  (:func:`storage_from_env`). It is how a parent hands a URL to a child process: a child's command
+  line is readable by every user of the machine (``ps``), its environment only by its owner.
 - Read-only commands open a storage with ``read_only=True``: a SQLite file that does not exist is
   not created, a file without Optuna's tables gets none (:func:`load_existing_study`).
 - :func:`is_storage_fault` tells a failing database (locked too long, overwritten, unreachable)
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 DEFAULT_STORAGE = "sqlite:///tinyfront.db"
+#: The environment variable holding the storage URL of a command given no ``--storage``.
+STORAGE_ENV = "TINYFRONT_STORAGE"
+_CHECK_STORAGE = f"check --storage or ${STORAGE_ENV}"
 #: Seconds between heartbeats of a running trial.
 HEARTBEAT_INTERVAL = 10
 #: Seconds without a heartbeat after which a RUNNING trial is considered dead.
@@ -43,6 +49,11 @@ SQLITE_TIMEOUT = 120
 
 FAIL_REASON_KEY = "fail_reason"
 INTERRUPTED_REASON = "stopped before finishing (worker killed or interrupted; failed by heartbeat or on exit)"
+
+
+def storage_from_env(fallback: str | None = DEFAULT_STORAGE) -> str | None:
+    """``$TINYFRONT_STORAGE`` when set and not empty, else ``fallback``."""
+    return os.environ.get(STORAGE_ENV) or fallback
 
 
 def normalize_storage_url(url: str) -> str:
@@ -138,7 +149,7 @@ def _check_sqlite_readable(url: str) -> None:
     if path is None:
         return
     if not os.path.isfile(path):
-        raise ConfigError(f"no storage file {path} (nothing has been searched there yet; check --storage)")
+        raise ConfigError(f"no storage file {path} (nothing has been searched there yet; {_CHECK_STORAGE})")
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT)
         try:
@@ -148,7 +159,7 @@ def _check_sqlite_readable(url: str) -> None:
     except sqlite3.Error as exc:
         raise ConfigError(f"{path} is not a readable SQLite database: {exc}") from None
     if not {"studies", "trials", "version_info"} <= {r[0] for r in rows}:
-        raise ConfigError(f"{path} is not an Optuna storage (it has no Optuna tables); check --storage")
+        raise ConfigError(f"{path} is not an Optuna storage (it has no Optuna tables); {_CHECK_STORAGE}")
 
 
 def load_existing_study(url: str, study_name: str) -> optuna.Study:
@@ -161,7 +172,7 @@ def load_existing_study(url: str, study_name: str) -> optuna.Study:
     path = _sqlite_path(normalize_storage_url(url))
     if path is not None and not os.path.isfile(path):
         raise ConfigError(
-            f"no study '{study_name}' in {display_url(url)}: the storage file does not exist (check --storage)"
+            f"no study '{study_name}' in {display_url(url)}: the storage file does not exist ({_CHECK_STORAGE})"
         )
     storage = make_storage(url, read_only=True)
     try:

@@ -27,6 +27,13 @@ def device_runner_missing() -> str | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``TINYFRONT_STORAGE`` in the shell that runs the suite is every storage-less command's
+    storage: tests never write to it, and a test that wants one sets it."""
+    monkeypatch.delenv("TINYFRONT_STORAGE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def mlperf_dir() -> Path:
     if not MLPERF.is_dir():

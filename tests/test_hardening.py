@@ -276,6 +276,109 @@ def test_search_start_line_is_redacted(
     assert lines[-1].startswith("tinyfront: error: cannot open storage postgresql+psycopg2://u:***@127.0.0.1")
 
 
+def test_commands_without_storage_use_tinyfront_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    optuna.create_study(study_name="there", storage=make_storage(url))
+    monkeypatch.setenv("TINYFRONT_STORAGE", url)
+    for args in (
+        ["front", "--study", "nope"],
+        ["recheck", "--study", "nope", "--target", "stm32l552"],
+        ["worker", "--study", "nope"],
+        ["export", "--study", "nope", "--trial", "0", "--format", "tflm", "-o", "b.zip"],
+    ):
+        rc, err = _run_cli(args, capsys)
+        assert rc == 1 and err == f"tinyfront: error: no study 'nope' in {url}; studies there: there\n", err
+    # an explicit --storage wins over the environment
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    rc, err = _run_cli(["front", "--study", "nope", "--storage", other], capsys)
+    assert rc == 1 and f"no study 'nope' in {other}: the storage file does not exist" in err
+    # search reads it too (a dead PostgreSQL port: it names the storage, redacted, and stops)
+    monkeypatch.setenv("TINYFRONT_STORAGE", f"postgresql+psycopg2://u:hunter2@127.0.0.1:{_free_port()}/d")
+    rc, err = _run_cli(["search", "--target", "stm32l552"], capsys)
+    assert rc == 1 and "hunter2" not in err and " in postgresql+psycopg2://u:***@127.0.0.1:" in err.splitlines()[0]
+    # a worker has no default storage: one of the two is needed
+    monkeypatch.delenv("TINYFRONT_STORAGE")
+    rc, err = _run_cli(["worker", "--study", "nope"], capsys)
+    assert (rc, err) == (1, "tinyfront: error: no storage given: pass --storage URL or set TINYFRONT_STORAGE\n")
+    assert list(tmp_path.iterdir()) == [tmp_path / "env.db"]  # no default tinyfront.db was created
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("front", "(default: $TINYFRONT_STORAGE when set, else sqlite:///tinyfront.db)"),
+        ("search", "(default: $TINYFRONT_STORAGE when set, else sqlite:///tinyfront.db)"),
+        ("worker", "(default: $TINYFRONT_STORAGE; one of the two is required)"),
+    ],
+)
+def test_storage_help_names_the_environment_variable(
+    command: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert says in " ".join(capsys.readouterr().out.split())
+
+
+def _spy_on_children(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
+    """The argv and environment of every process started from here on (``subprocess.run`` too)."""
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    class Spy(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: list[str], *rest: Any, **kwargs: Any) -> None:
+            seen.append(([str(a) for a in args], dict(kwargs.get("env") or os.environ)))
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    return seen
+
+
+def test_app_children_get_the_storage_in_their_environment_not_their_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command line is readable by every user (ps): the app hands the URL (and its password) to
+    `tinyfront search` and `tinyfront export` as $TINYFRONT_STORAGE, and they reach that storage."""
+    from explorer.app import exports, forms, launcher, state
+    from search.errors import ExportError
+
+    monkeypatch.setenv(state.WORKDIR_ENV, str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the children run this checkout's tinyfront
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # not the working folder's tinyfront.db
+    optuna.create_study(study_name="there", storage=make_storage(url))
+    board = get_target("nucleo-f446re")
+    form = forms.SearchForm(
+        study="s",
+        target=board.name,
+        flash_budget_kb=board.flash_budget_kb,
+        sram_budget_kb=board.sram_budget_kb,
+        latency_budget_ms=board.latency_budget_ms,
+        precisions=("int8",),
+    )
+    argv = forms.search_argv(form, url)
+    assert argv[:5] == ["search", "--target", board.name, "--study", "s"]
+    assert "--storage" not in argv and not any("elsewhere.db" in a for a in argv)
+
+    seen = _spy_on_children(monkeypatch)
+    record = launcher.launch(tmp_path, "nope", ["front", "--study", "nope"], trials=1, storage=url)
+    deadline = time.monotonic() + 180  # a loaded 2-core machine starts Python slowly
+    while launcher.run_status(record).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert launcher.run_status(record).returncode == 1
+    assert f"no study 'nope' in {url}; studies there: there" in launcher.log_excerpt(record.log)
+
+    with pytest.raises(ExportError, match=f"no study 'nope' in {url}; studies there: there"):
+        exports.build_bundle(url, "nope", 0, "tflm")
+
+    assert len(seen) == 2  # the background search's shell wrapper, the export
+    for child_argv, child_env in seen:
+        assert "explorer.cli" in child_argv and "--storage" not in child_argv
+        assert not any("elsewhere.db" in a for a in child_argv), child_argv
+        assert child_env[state.STORAGE_ENV] == url
+
+
 # ---------------------------------------------------------------- item 15: read-only commands write nothing
 
 

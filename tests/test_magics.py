@@ -113,6 +113,24 @@ def test_bad_arguments_raise_one_line_usage_errors(
     assert expected in _usage_error(shell, line)
 
 
+def test_storage_defaults_to_the_environment_of_each_call(
+    shell: InteractiveShell, in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The magic's parser is built once, at %load_ext; $TINYFRONT_STORAGE is read when a line runs."""
+    import optuna
+
+    from search.storage import make_storage
+
+    url = f"sqlite:///{in_tmp / 'env.db'}"
+    optuna.create_study(study_name="there", storage=make_storage(url))
+    monkeypatch.setenv("TINYFRONT_STORAGE", url)
+    for line in ("front --study nope", "show --study nope --trial 0"):
+        assert f"no study 'nope' in {url}; studies there: there" in _usage_error(shell, line)
+    other = f"sqlite:///{in_tmp / 'other.db'}"
+    message = _usage_error(shell, f"plot --study nope --storage {other}")  # an explicit --storage wins
+    assert f"no study 'nope' in {other}: the storage file does not exist" in message
+
+
 def test_data_variable_is_checked_before_anything_runs(shell: InteractiveShell, in_tmp: Path) -> None:
     shell.user_ns["one_class"] = (np.zeros((20, 8, 8)), np.zeros(20, dtype=int))
     shell.user_ns["not_arrays"] = {"images": np.zeros((20, 8, 8))}

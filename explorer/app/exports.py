@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from explorer.app.state import check_study_name, state_dir, workdir
+from explorer.app.state import STORAGE_ENV, check_study_name, state_dir, workdir
 from search.errors import ExportError
 
 FORMATS: dict[str, str] = {
@@ -74,10 +74,11 @@ def build_bundle(
     if out.is_file() and (result is None or not result.exists() or out.stat().st_mtime >= result.stat().st_mtime):
         return out
     command = [sys.executable, "-m", "explorer.cli", "export", "--study", study, "--trial", str(int(trial))]
-    command += ["--storage", storage, "--format", fmt, "--output", str(out), "--force"]
+    command += ["--format", fmt, "--output", str(out), "--force"]
     if build:
         command.append("--build")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # the storage URL (and its password) goes in the child's environment, not on its command line (ps)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", STORAGE_ENV: storage}
     try:
         timeout = BUILD_TIMEOUT_S if build else EXPORT_TIMEOUT_S
         done = subprocess.run(command, cwd=workdir(), env=env, capture_output=True, text=True, timeout=timeout)

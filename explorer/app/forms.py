@@ -88,7 +88,11 @@ def _check_int(label: str, value: int, low: int, high: int) -> None:
 
 
 def search_argv(form: SearchForm, storage: str) -> list[str]:
-    """The ``tinyfront search`` arguments for ``form``, or the first problem as ConfigError / DataError."""
+    """The ``tinyfront search`` arguments for ``form``, or the first problem as ConfigError / DataError.
+
+    ``storage`` is checked (an existing study of the same name) but not among the arguments: the
+    search gets it as ``$TINYFRONT_STORAGE`` (:func:`explorer.app.launcher.launch`).
+    """
     from search.space import SearchSpace
     from search.study import StudyConfig
 
@@ -118,7 +122,8 @@ def search_argv(form: SearchForm, storage: str) -> list[str]:
         check_dataset(data)
     StudyConfig(target=target, study_name=study, family=form.family, space=space, objectives=tuple(form.objectives))
     check_same_study(storage, study, target, form.family, tuple(form.objectives))
-    argv = ["search", "--target", own.name, "--study", study, "--storage", storage]
+    # no --storage: a command line is readable by every user (ps); launch() passes the URL in the environment
+    argv = ["search", "--target", own.name, "--study", study]
     tf = targets_file()
     if tf is not None:
         argv += ["--targets", str(tf)]

@@ -30,7 +30,7 @@ from pathlib import Path
 from explorer.processes import pid_alive
 from search.errors import ConfigError
 from search.names import check_study_name, contained
-from search.storage import display_url
+from search.storage import STORAGE_ENV, display_url
 
 #: What a run can be: still going, ended with status 0, ended otherwise, stopped from the app.
 STATUSES = ("running", "finished", "failed", "stopped")
@@ -177,8 +177,14 @@ def run_status(record: RunRecord) -> RunStatus:
     return RunStatus("failed", rc)
 
 
-def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_start: int = 0) -> RunRecord:
-    """Start ``python -m explorer.cli <argv>`` detached in ``workdir``; refuse if ``study`` is already running."""
+def launch(
+    workdir: Path, study: str, argv: list[str], *, trials: int, done_at_start: int = 0, storage: str | None = None
+) -> RunRecord:
+    """Start ``python -m explorer.cli <argv>`` detached in ``workdir``; refuse if ``study`` is already running.
+
+    ``storage`` reaches the command as ``$TINYFRONT_STORAGE``, never on its command line (which every
+    user can read with ``ps``); None leaves the variable as this process has it.
+    """
     check_study_name(study)
     previous = read_run(workdir, study)
     if previous is not None and run_status(previous).state == "running":
@@ -190,6 +196,8 @@ def launch(workdir: Path, study: str, argv: list[str], *, trials: int, done_at_s
     command = [sys.executable, "-m", "explorer.cli", *argv]
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) stays out of the log the app shows.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "ERROR"}
+    if storage is not None:
+        env[STORAGE_ENV] = storage
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", '"$@"; echo $? > "$0"', str(rc), *command],

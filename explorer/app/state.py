@@ -26,9 +26,9 @@ from typing import Any
 
 from explorer.report import display_unit as display_unit  # the one spelling of units, re-exported
 from search.errors import ConfigError
+from search.storage import STORAGE_ENV as STORAGE_ENV  # the CLI's variable too: children get the URL through it
 
 WORKDIR_ENV = "TINYFRONT_WORKDIR"
-STORAGE_ENV = "TINYFRONT_STORAGE"
 DB_NAME = "tinyfront.db"
 ARTIFACTS_DIR = "tinyfront_artifacts"
 STATE_DIR = ".tinyfront"

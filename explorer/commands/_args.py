@@ -2,6 +2,10 @@
 CLI's parsers): numbers must be finite and in range, seeds 32-bit, study names follow
 :func:`search.names.check_study_name`. A bad value is refused while parsing, before anything is
 loaded, built or stored.
+
+``--storage`` (:func:`add_storage_argument`) left out means ``$TINYFRONT_STORAGE``, else the
+command's default; :func:`resolve_storage` fills it in after parsing, so the magics, whose parser
+is built once when the extension loads, see the environment of each call.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import math
 
 from search.errors import ConfigError
+from search.storage import DEFAULT_STORAGE, STORAGE_ENV, storage_from_env
 from search.study import MAX_SEED
 
 
@@ -79,3 +84,23 @@ def study_name(text: str) -> str:
         return check_study_name(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_storage_argument(
+    p: argparse.ArgumentParser, *, fallback: str | None = DEFAULT_STORAGE, what: str = "Optuna storage URL"
+) -> None:
+    """``--storage URL``; left out, :func:`resolve_storage` makes it ``$TINYFRONT_STORAGE``, else
+    ``fallback`` (None: one of the two is required)."""
+    default = f"${STORAGE_ENV} when set, else {fallback}" if fallback else f"${STORAGE_ENV}; one of the two is required"
+    p.add_argument("--storage", metavar="URL", help=f"{what} (default: {default})")
+    p.set_defaults(storage=None, storage_fallback=fallback)
+
+
+def resolve_storage(args: argparse.Namespace) -> None:
+    """Fill in the ``--storage`` that ``args`` leaves out (see :func:`add_storage_argument`); a command
+    without ``--storage`` is left alone. ConfigError when there is none and the command needs one."""
+    if not hasattr(args, "storage_fallback") or args.storage is not None:
+        return
+    args.storage = storage_from_env(args.storage_fallback)
+    if args.storage is None:
+        raise ConfigError(f"no storage given: pass --storage URL or set {STORAGE_ENV}")

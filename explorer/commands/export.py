@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from explorer.commands._args import add_storage_argument
 from explorer.table import format_table
-
-DEFAULT_STORAGE = "sqlite:///tinyfront.db"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--study", help="study name (with --trial)")
     source.add_argument("--tflite", metavar="MODEL", type=Path, help="a .tflite model you bring")
     p.add_argument("--trial", type=int, help="trial number in the study")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    add_storage_argument(p)
     p.add_argument("--target", help="with --tflite: target name from the targets file (sets compiler flags)")
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
     p.add_argument("--format", dest="fmt", required=True, choices=("tflm", "onnx"), help="bundle format")

@@ -9,12 +9,11 @@ import argparse
 import json
 import sys
 
-from explorer.commands._args import study_name
+from explorer.commands._args import add_storage_argument, study_name
 from explorer.report import display_unit
 from explorer.table import format_table
 from search.figures import Figure
 from search.front import FrontReport, TrialRow
-from search.storage import DEFAULT_STORAGE
 
 _FIGURES = (("accuracy", "accuracy"), ("latency_ms", "latency"), ("flash_kb", "flash"), ("sram_kb", "SRAM"))
 
@@ -22,7 +21,7 @@ _FIGURES = (("accuracy", "accuracy"), ("latency_ms", "latency"), ("flash_kb", "f
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("front", help="show the feasible Pareto front of a study")
     p.add_argument("--study", required=True, type=study_name, help="study name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    add_storage_argument(p)
     p.add_argument("--target", help="judge against this target's budgets (same board, other budgets)")
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
     p.add_argument("--all", action="store_true", help="list every trial, not only the front")

@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from explorer.commands._args import study_name
-from search.storage import DEFAULT_STORAGE
+from explorer.commands._args import add_storage_argument, study_name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recheck", help="re-derive a study's figures and front for another target")
     p.add_argument("--study", required=True, type=study_name, help="study name")
     p.add_argument("--target", required=True, help="the other target (see `tinyfront targets`)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    add_storage_argument(p)
     p.add_argument("--targets", metavar="FILE", help="targets file (default: the shipped targets.toml)")
     p.add_argument("--all", action="store_true", help="list every trial, not only the front")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")

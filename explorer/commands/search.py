@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from explorer.commands._args import (
+    add_storage_argument,
     finite_float,
     nonnegative_float,
     nonnegative_int,
@@ -21,7 +22,7 @@ from explorer.commands._args import (
 )
 from explorer.progress import search_progress
 from search.result import OBJECTIVES
-from search.storage import DEFAULT_STORAGE, GRACE_PERIOD, HEARTBEAT_INTERVAL
+from search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from search.study import DEFAULT_ARTIFACTS_ROOT, DEFAULT_OBJECTIVES, SAMPLERS
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=positive_int, default=20, help="total trials in the study (default: 20)")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default: 1)")
     p.add_argument("--study", type=study_name, help="study name (default: <target>-<family>)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    add_storage_argument(p)
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="default: tpe (constrained multivariate TPE)")
     p.add_argument("--seed", type=seed, default=0, help="sampler and training seed, 0 to 2**32-1 (default: 0)")
     add_space_arguments(p)

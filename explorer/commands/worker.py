@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from explorer.commands._args import nonnegative_int, positive_int, study_name
+from explorer.commands._args import add_storage_argument, nonnegative_int, positive_int, study_name
 from explorer.commands.search import add_heartbeat_arguments
 from explorer.progress import search_progress
 
@@ -18,7 +18,7 @@ from explorer.progress import search_progress
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join an existing study and run its trials (one process)")
     p.add_argument("--study", required=True, type=study_name, help="study name")
-    p.add_argument("--storage", required=True, help="Optuna storage URL shared by all workers")
+    add_storage_argument(p, fallback=None, what="Optuna storage URL shared by all workers")
     p.add_argument(
         "--trials", type=positive_int, help="total trials in the study (default: the budget the search recorded)"
     )

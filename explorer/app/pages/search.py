@@ -275,7 +275,9 @@ def search_form() -> None:
         storage = state.storage_url()
         argv = forms.search_argv(form, storage)
         done = launcher.study_progress(storage, form.study.strip(), None, total=form.trials).done
-        launcher.launch(state.workdir(), form.study.strip(), argv, trials=form.trials, done_at_start=done)
+        launcher.launch(
+            state.workdir(), form.study.strip(), argv, trials=form.trials, done_at_start=done, storage=storage
+        )
     except TinyfrontError as exc:
         st.error(f"Nothing launched: {exc}", icon=":material/error:")
         return

@@ -4,8 +4,10 @@ Each sub-command lives in ``explorer/commands/<name>.py`` and exposes
 ``register(subparsers) -> None``; the parser calls ``args.run(args) -> int``. No TensorFlow is
 imported until a command that needs it runs. Every :class:`TinyfrontError` becomes one line on
 stderr and exit status 1, and so do a file-system error (an export to a folder it cannot write) and
-a storage fault (:func:`search.storage.is_storage_fault`). Ctrl-C prints ``tinyfront: interrupted``
-and exits 130.
+a storage fault (:func:`search.storage.is_storage_fault`). A bad, missing or unknown argument is one
+line too, ``tinyfront <command>: error: <argparse's message> (see tinyfront <command> --help)``, and
+exit status 1 (not argparse's usage block and 2); ``--help`` prints the help and exits 0. Ctrl-C
+prints ``tinyfront: interrupted`` and exits 130.
 
 A command given no ``--storage`` uses ``$TINYFRONT_STORAGE`` when set
 (:func:`explorer.commands._args.resolve_storage`).
@@ -18,6 +20,7 @@ import importlib
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from explorer.commands._args import resolve_storage
 from search.errors import TinyfrontError
@@ -36,8 +39,16 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """The CLI's parser and (``add_subparsers`` makes them of the same class) every sub-command's:
+    an argument error is one line on stderr and exit status 1, as every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinyfront",
         description="Search, measure and export small neural networks for microcontrollers and Linux boards.",
     )
@@ -45,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        command.set_defaults(_parser=command)  # the sub-command's own parser reports its errors
     return parser
 
 
@@ -60,7 +73,9 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would report these from the top-level parser, without the sub-command's name
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     previous_hook, threading.excepthook = threading.excepthook, _thread_excepthook
     try:
         return _run(args)

@@ -35,7 +35,7 @@ postgres_url = test_postgres.postgres_url  # the fixture: a real PostgreSQL serv
 def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:
         rc = main(args)
-    except SystemExit as exc:  # argparse refuses a value: usage + one error line, exit 2
+    except SystemExit as exc:  # argparse refuses an argument: one error line, exit 1 (--help: exit 0)
         rc = int(exc.code or 0)
     return rc, capsys.readouterr().err
 
@@ -69,14 +69,77 @@ def test_bad_search_flags_are_refused_before_anything_is_stored(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     rc, err = _run_cli(["search", "--target", "stm32l552", "--trials", "1", f"{flag}={value}"], capsys)
-    assert rc == 2
-    assert f"argument {flag}: {says}" in err and "Traceback" not in err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"tinyfront search: error: argument {flag}: {says}") and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # no tinyfront.db, no artifacts
 
 
 def test_evaluate_refuses_negative_finetune_epochs(capsys: pytest.CaptureFixture[str]) -> None:
     rc, err = _run_cli(["evaluate", "--target", "stm32l552", "--finetune-epochs", "-1"], capsys)
-    assert rc == 2 and "argument --finetune-epochs: must be >= 0, got '-1'" in err
+    assert rc == 1 and err.count("\n") == 1 and "argument --finetune-epochs: must be >= 0, got '-1'" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["search", "--target", "stm32l552", "--trials", "x"],
+            "tinyfront search: error: argument --trials: must be a whole number, got 'x'",
+        ),
+        (["search", "--trials", "3"], "tinyfront search: error: the following arguments are required: --target"),
+        (
+            ["front", "--study", "../up"],
+            "tinyfront front: error: argument --study: study name must be 1-100 characters",
+        ),
+        (["front"], "tinyfront front: error: the following arguments are required: --study"),
+        (
+            ["export", "--study", "s", "--trial", "0", "--format", "zip", "-o", "b.zip"],
+            "tinyfront export: error: argument --format: invalid choice: 'zip'",
+        ),
+        (
+            ["export", "--study", "s", "--format", "tflm", "-o", "b.zip"],
+            "tinyfront export: error: --study needs --trial N",
+        ),
+        (
+            ["worker", "--study", "s", "--storage", "sqlite:///w.db", "--index", "-1"],
+            "tinyfront worker: error: argument --index: must be >= 0, got '-1'",
+        ),
+        (["recheck", "--study", "s"], "tinyfront recheck: error: the following arguments are required: --target"),
+        (["targets", "--bogus"], "tinyfront targets: error: unrecognized arguments: --bogus"),
+        (["frobnicate"], "tinyfront: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        ([], "tinyfront: error: the following arguments are required: COMMAND"),
+    ],
+)
+def test_argument_errors_are_one_line_and_exit_1(
+    args: list[str], line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, err = _run_cli(args, capsys)
+    assert rc == 1 and err.count("\n") == 1 and err.startswith(line), err
+    prog = line.partition(": error:")[0]  # the sub-command's, or tinyfront's when there is none
+    assert err.endswith(f" (see {prog} --help)\n"), err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was opened or written
+
+
+def test_argument_errors_of_a_real_process_exit_1_and_help_exits_0(tmp_path: Path) -> None:
+    """The real process: exit status and stderr as a shell sees them."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "explorer.cli", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    bad = cli("search", "--target", "stm32l552", "--trials", "x")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert bad.stderr.splitlines() == [
+        "tinyfront search: error: argument --trials: must be a whole number, got 'x' (see tinyfront search --help)"
+    ]
+    missing = cli("front")
+    assert missing.returncode == 1 and missing.stderr.splitlines() == [
+        "tinyfront front: error: the following arguments are required: --study (see tinyfront front --help)"
+    ]
+    helped = cli("search", "--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: tinyfront search") and helped.stderr == ""
 
 
 def test_family_must_be_a_builder_function(

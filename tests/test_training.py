@@ -78,7 +78,8 @@ def test_a_session_serves_another_build_of_the_same_base_and_rebuilds_for_anothe
 @pytest.mark.slow
 def test_every_fit_traces_its_training_step_once_and_trains_the_same_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     """The optimizer's slots and the compiled metrics are built before the first fit, so Keras traces
-    the training step once, not twice; the trained weights are those of a fit that traces twice."""
+    the training step once, not twice; the trained weights are those of a fit that traces twice. The
+    pruning session wraps only the layers that have weights to prune."""
     from search.data import load_demo
 
     data = load_demo(seed=0)
@@ -100,6 +101,9 @@ def test_every_fit_traces_its_training_step_once_and_trains_the_same_weights(mon
     pruned = training.prune(training.clone(once), 0.5, data.x_train, data.y_train, settings, key="traced-once")
     (session,) = training._PRUNING_SESSIONS.items.values()
     assert session.wrapped.train_function.experimental_get_tracing_count() == 1
+    wrappers = [layer for layer in session.wrapped.layers if hasattr(layer, "pruning_vars")]
+    assert wrappers and all(layer.pruning_vars for layer in wrappers)  # only layers with weights to prune
+    assert {type(layer.layer).__name__ for layer in wrappers} == {"Conv2D", "Dense"}
     qat = training.quantize_aware(pruned, data.x_train, data.y_train, settings, keep_sparsity=True)
     assert qat.train_function.experimental_get_tracing_count() == 1
     training._PRUNING_SESSIONS.clear()

@@ -209,13 +209,22 @@ def worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _worker_process(config: StudyConfig, n_trials: int, index: int, threads: int) -> None:  # pragma: no cover
+def _worker_process(  # pragma: no cover
+    config: StudyConfig, n_trials: int, index: int, threads: int, ready: Any
+) -> None:
     import optuna
+
+    from search import _lazy
 
     os.environ.setdefault(THREADS_ENV, str(threads))  # before TensorFlow is imported in this child
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        _lazy.tfmot()  # TensorFlow, Keras and tfmot load while the parent prepares the study
+        parent = os.getppid()
+        while not ready.wait(POLL_SECONDS):
+            if os.getppid() != parent:  # the parent died before the study was ready: nothing to join
+                sys.exit(1)
         run_worker(config, n_trials, index=index)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         sys.exit(130)
@@ -235,8 +244,11 @@ def run_search(
 ) -> optuna.Study:
     """Run ``config``'s study until it holds ``n_trials`` finished trials; resumes an existing study.
 
-    ``workers=1`` runs in this process. ``workers=N`` starts N processes (``spawn``), each loading
-    the study by name from the storage; this process only watches the storage and reports progress.
+    ``workers=1`` runs in this process. ``workers=N`` starts N processes (``spawn``) first: they
+    import TensorFlow while this process loads the dataset and creates (or checks) the study, then
+    each loads the study by name from the storage; this process only watches the storage and
+    reports progress. If the study cannot be created (a bad dataset, another search under that
+    name) the workers are stopped before they run anything.
     Each worker's TensorFlow thread pools are capped at cores / N (:func:`worker_threads`; an explicit
     ``TINYFRONT_THREADS`` in the environment wins).
     """
@@ -246,20 +258,24 @@ def run_search(
         return run_worker(config, n_trials, dataset=dataset, progress=progress, stage=stage, record_budget=True)
     from search.data import load_dataset
 
-    if dataset is None:
-        dataset = load_dataset(config.data, seed=config.data_seed)
-    study = create_or_load_study(config, dataset)  # create once here, so workers only load it
-    study.set_user_attr("n_trials", n_trials)
     ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
     procs = [
         ctx.Process(
-            target=_worker_process, args=(config, n_trials, i, worker_threads(workers)), name=f"tinyfront-worker-{i}"
+            target=_worker_process,
+            args=(config, n_trials, i, worker_threads(workers), ready),
+            name=f"tinyfront-worker-{i}",
         )
         for i in range(workers)
     ]
     for p in procs:
-        p.start()
+        p.start()  # each imports TensorFlow while this process loads the data and creates the study
     try:
+        if dataset is None:
+            dataset = load_dataset(config.data, seed=config.data_seed)
+        study = create_or_load_study(config, dataset)  # create once here, so workers only load it
+        study.set_user_attr("n_trials", n_trials)
+        ready.set()
         while any(p.is_alive() for p in procs):
             if progress is not None:
                 progress(study_progress(study, n_trials))

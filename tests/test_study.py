@@ -315,3 +315,20 @@ def test_two_local_worker_processes_on_sqlite(tmp_path: Path, monkeypatch: pytes
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert seen[-1] >= 4 and study.user_attrs["n_trials"] == 4
+
+
+@pytest.mark.slow
+def test_workers_started_for_a_study_that_cannot_be_created_stop_without_a_trial(tmp_path: Path) -> None:
+    """The worker processes start (and import TensorFlow) while the parent creates the study; when
+    the parent refuses the study, they are stopped before running anything."""
+    import multiprocessing
+
+    from search.workers import run_search, run_worker
+
+    config = _config(tmp_path, epochs=1, finetune_epochs=1)
+    run_worker(config, 1)
+    with pytest.raises(ConfigError, match="trains with learning_rate = 0.003, got 0.001"):
+        run_search(replace(config, learning_rate=1e-3), n_trials=3, workers=2)
+    assert multiprocessing.active_children() == []
+    study = optuna.load_study(study_name=config.study_name, storage=config.storage)
+    assert len(study.trials) == 1

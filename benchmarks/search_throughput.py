@@ -13,6 +13,7 @@ core count and load average are printed too: on a shared machine the figures mov
 
     python benchmarks/search_throughput.py                 # 4 trials per run, epochs 1
     python benchmarks/search_throughput.py --trials 12 --epochs 3
+    python benchmarks/search_throughput.py --trials 40 --epochs 3 --finetune-epochs 2 --repeat 3
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -106,6 +108,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--out", default="tinyfront_bench/search_throughput")
+    ap.add_argument("--repeat", type=int, default=1, help="run the worker comparison this many times (medians printed)")
     ap.add_argument("--skip-workers", action="store_true")
     ap.add_argument("--skip-reuse", action="store_true")
     args = ap.parse_args()
@@ -115,21 +118,35 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
     print(f"family {args.family}, epochs {args.epochs}, fine-tune epochs {args.finetune_epochs}, target {args.target}")
     if not args.skip_workers:
-        rates: dict[str, tuple[float, float]] = {}
         runs = [("1 worker, SQLite", 1, None), ("2 workers, SQLite", 2, None)]
         if args.postgres:
             runs.append(("2 workers, PostgreSQL", 2, args.postgres))
-        for label, workers, storage in runs:
-            seconds, steady, n = run_workers(args, out, workers, storage)
-            rates[label] = (n / seconds * 60, steady)
-            print(
-                f"{label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} trials/min wall "
-                f"(start-up included), {steady:5.2f} trials/min steady state"
-            )
-        one = rates["1 worker, SQLite"]
-        for label, (wall, steady) in rates.items():
-            if label != "1 worker, SQLite":
-                print(f"{label} / 1 worker: x{wall / one[0]:.2f} wall, x{steady / one[1]:.2f} steady state")
+        ratios: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in runs[1:]}
+        for repeat in range(max(1, args.repeat)):
+            rates: dict[str, tuple[float, float]] = {}
+            for label, workers, storage in runs:
+                seconds, steady, n = run_workers(args, out, workers, storage)
+                rates[label] = (n / seconds * 60, steady)
+                print(
+                    f"run {repeat + 1}: {label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} "
+                    f"trials/min wall (start-up included), {steady:5.2f} trials/min steady state"
+                )
+            one = rates["1 worker, SQLite"]
+            for label, (wall, steady) in rates.items():
+                if label != "1 worker, SQLite":
+                    ratios[label].append((wall / one[0], steady / one[1]))
+                    print(
+                        f"run {repeat + 1}: {label} / 1 worker: x{wall / one[0]:.2f} wall, "
+                        f"x{steady / one[1]:.2f} steady state"
+                    )
+        if args.repeat > 1:
+            for label, pairs in ratios.items():
+                walls, steadies = sorted(w for w, _ in pairs), sorted(s for _, s in pairs)
+                print(
+                    f"{label} / 1 worker over {len(pairs)} runs: wall median x{statistics.median(walls):.2f} "
+                    f"(x{walls[0]:.2f}-x{walls[-1]:.2f}), steady state median x{statistics.median(steadies):.2f} "
+                    f"(x{steadies[0]:.2f}-x{steadies[-1]:.2f})"
+                )
     if not args.skip_reuse:
         cached, uncached, n = reuse(args, out)
         print(

@@ -1,7 +1,8 @@
 """Search throughput: trials per minute with 1 and 2 workers, and the time base-model reuse saves.
 
 1. Workers: the same real study (``search.workers.run_search``: training, pruning, conversion,
-   measurement) run on a fresh SQLite storage with 1 worker, then with 2 worker processes (each
+   measurement) run on a fresh SQLite storage with 1 worker (in a fresh process, as ``tinyfront
+   search`` runs it), then with 2 worker processes (each
    with TensorFlow thread pools of cores / 2, ``search.workers.worker_threads``), and with
    ``--postgres URL`` 2 workers through PostgreSQL; trials per minute = trials / wall time
    (process start-up included), and in steady state (from the first trial's end to the last's).
@@ -19,6 +20,7 @@ core count and load average are printed too: on a shared machine the figures mov
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -63,8 +65,19 @@ def run_workers(
         early_stop=False,  # every trial a full build: this measures workers, not the rule (benchmarks/early_stop.py)
     )
     start = time.perf_counter()
-    study = run_search(config, args.trials, workers)
-    seconds = time.perf_counter() - start
+    if workers == 1:
+        # A fresh process, as `tinyfront search` is: it imports TensorFlow and traces everything itself.
+        # In this process a repeat would reuse the first run's import and pruning sessions.
+        proc = multiprocessing.get_context("spawn").Process(target=run_search, args=(config, args.trials, 1))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f"the 1-worker search failed (exit {proc.exitcode})")
+        seconds = time.perf_counter() - start
+        study = optuna.load_study(study_name=config.study_name, storage=config.storage)
+    else:
+        study = run_search(config, args.trials, workers)
+        seconds = time.perf_counter() - start
     ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
     span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
     steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")

@@ -27,6 +27,7 @@ from typing import Any
 from explorer.report import display_unit as display_unit  # the one spelling of units, re-exported
 from search.errors import ConfigError
 from search.storage import STORAGE_ENV as STORAGE_ENV  # the CLI's variable too: children get the URL through it
+from search.storage import storage_from_env
 
 WORKDIR_ENV = "TINYFRONT_WORKDIR"
 DB_NAME = "tinyfront.db"
@@ -102,7 +103,7 @@ def state_dir(*parts: str) -> Path:
 
 def storage_url() -> str:
     """The Optuna storage URL: ``TINYFRONT_STORAGE`` or the SQLite file in the working folder."""
-    return os.environ.get(STORAGE_ENV) or f"sqlite:///{workdir() / DB_NAME}"
+    return storage_from_env(None) or f"sqlite:///{workdir() / DB_NAME}"
 
 
 def artifacts_root() -> Path:

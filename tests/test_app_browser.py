@@ -118,6 +118,39 @@ def _no_error(page: Any) -> None:
     assert errors.count() == 0, errors.all_inner_texts()
 
 
+def _click_first_front_point(page: Any) -> None:
+    """Click the first point of the front chart and wait for the Candidate page it opens.
+
+    Right after a page switch Streamlit still shows the previous page's elements (another page's
+    chart points among them) until the new run ends, and a point can be detached between finding
+    it and measuring it. So: wait for the front's caption, which is drawn after its chart, then
+    measure the point again until it has a box, and click it again if the first click was lost.
+    """
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Click a point to open it.")).to_be_visible()
+    candidate = page.get_by_role("heading", name="Candidate").first
+    for _attempt in range(3):
+        box = None
+        deadline = time.monotonic() + 60
+        while box is None and time.monotonic() < deadline:
+            point = page.locator('[data-testid="stPlotlyChart"] g.points path').first
+            box = point.bounding_box() if point.count() else None
+            if box is None:
+                page.wait_for_timeout(250)
+        assert box is not None, "no point of the front chart became visible within 60 s"
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)  # plotly picks the point under the hover, then the click selects it
+        page.wait_for_timeout(500)
+        page.mouse.click(x, y)
+        try:
+            expect(candidate).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            continue
+    expect(candidate).to_be_visible(timeout=30_000)
+
+
 def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path, context: Any) -> None:
     """The user's path (see the module docstring)."""
     from playwright.sync_api import expect
@@ -232,14 +265,7 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     other.context.close()
 
     page.get_by_role("link", name="Pareto front").first.click()
-    expect(page.locator("g.points path").first).to_be_attached()
-    box = page.locator("g.points path").first.bounding_box()
-    assert box is not None
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)  # plotly picks the point under the hover, then the click selects it
-    page.wait_for_timeout(500)
-    page.mouse.click(x, y)
-    expect(page.get_by_role("heading", name="Candidate").first).to_be_visible(timeout=30_000)
+    _click_first_front_point(page)
     expect(page.get_by_text("Against the budgets")).to_be_visible()
     expect(page.get_by_text("Accuracy (deployed)")).to_be_visible()
     shot("11-candidate")

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-from search_efficiency import Key, _grid, evaluate_grid, tighten  # noqa: E402
+from search_efficiency import Key, _grid, evaluate_grid, sub_space, tighten  # noqa: E402
 
 from search.early_stop import CHECKED_PHASE, MARGIN, stop_rule  # noqa: E402
 from search.front import budget_hypervolume  # noqa: E402
@@ -224,14 +224,20 @@ def main() -> None:
     ap.add_argument("--sram-kb", type=float, help="judge the grid against this model SRAM budget (KiB)")
     ap.add_argument("--latency-ms", type=float, help="judge the grid against this latency budget")
     ap.add_argument("--out", default="tinyfront_bench/early_stop", help="output folder (grid cache)")
+    ap.add_argument(
+        "--width-max",
+        type=float,
+        help="only the grid's widths up to this one (the cache stays the whole space's: a later run adds the rest)",
+    )
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     target = get_target(args.target)
-    space = SearchSpace().resolved(target)
+    full = SearchSpace().resolved(target)
+    space = sub_space(full, args.width_max)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = evaluate_grid(space, target, args, out, checkpoints=True)
+    table = evaluate_grid(space, target, args, out, checkpoints=True, key_space=full)
     target, table = tighten(target, table, args)
     objectives = args.objectives.split(",")
     feasible = [[r.objective_value(o) for o in objectives] for r in table.values() if r.feasible]

@@ -19,6 +19,8 @@ Prints ratios (median over seeds), distinct points and trials used; asserts noth
 
     python benchmarks/search_efficiency.py                      # 24-point grid, 6 trials, 9 seeds
     python benchmarks/search_efficiency.py --trials 4,6,8,12 --seeds 25 --epochs 5
+    # the grid benchmarks/early_stop.py built (5 + 2 epochs, checkpoints recorded): no second build
+    python benchmarks/search_efficiency.py --full --checkpoints --epochs 5 --finetune-epochs 2 --out DIR
 """
 
 from __future__ import annotations
@@ -61,12 +63,20 @@ def _grid(space: SearchSpace) -> list[Key]:
 
 
 def evaluate_grid(
-    space: SearchSpace, target: Target, args: argparse.Namespace, out: Path, *, checkpoints: bool = False
+    space: SearchSpace,
+    target: Target,
+    args: argparse.Namespace,
+    out: Path,
+    *,
+    checkpoints: bool = False,
+    key_space: SearchSpace | None = None,
 ) -> dict[Key, CandidateResult]:
     """Real results for every grid point, from ``out``'s cache file when it has them.
 
     With ``checkpoints`` every fine-tune's epochs but the last are checked for Keras accuracy
     (``search.early_stop.Monitor(record=True)``, nothing is stopped); ``benchmarks/early_stop.py`` uses them.
+    With ``key_space`` (a space whose grid holds ``space``'s) the cache file is that space's: a
+    sub-space (``--width-max``) reads and adds to the full grid's cache, and builds only its own points.
     """
     from search.candidate import evaluate_candidate
     from search.data import load_dataset
@@ -82,7 +92,8 @@ def evaluate_grid(
     # --latency-ms re-judge the cached grid against tighter budgets without building it again.
     identity = {k: v for k, v in target.to_dict().items() if not k.endswith(("_kb", "_ms"))}
     blob = json.dumps(
-        [space.to_dict(), identity, data.fingerprint, args.family, args.epochs, args.finetune_epochs, code]
+        [(key_space or space).to_dict(), identity, data.fingerprint, args.family, args.epochs, args.finetune_epochs]
+        + [code]
         + (["checkpoints"] if checkpoints else []),
         sort_keys=True,
     )
@@ -118,6 +129,16 @@ def evaluate_grid(
             results[(w, s, p)] = CandidateResult.from_dict(stored[name])
     print(f"grid: {len(grid)} points, {len(results)} built, cache {cache}")
     return results
+
+
+def sub_space(space: SearchSpace, width_max: float | None) -> SearchSpace:
+    """``space`` up to ``width_max`` (``--width-max``), or ``space`` itself; checked to be on its grid."""
+    if width_max is None:
+        return space
+    widths = {k[0] for k in _grid(space)}
+    if width_max not in widths:
+        raise SystemExit(f"--width-max must be one of the grid's widths {sorted(widths)}, got {width_max:g}")
+    return dataclasses.replace(space, width_max=width_max)
 
 
 def tighten(
@@ -251,6 +272,17 @@ def main() -> None:
     ap.add_argument("--sram-kb", type=float, help="judge the grid against this model SRAM budget (KiB)")
     ap.add_argument("--latency-ms", type=float, help="judge the grid against this latency budget")
     ap.add_argument("--out", default="tinyfront_bench/search_efficiency", help="output folder (grid cache)")
+    ap.add_argument(
+        "--width-max",
+        type=float,
+        help="only the grid's widths up to this one (the cache stays the whole space's: a later run adds the rest)",
+    )
+    ap.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="use (or build) the grid with fine-tune checkpoints recorded, the one benchmarks/early_stop.py "
+        "builds: with the same --out, --epochs and --finetune-epochs one grid serves both scripts",
+    )
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -262,10 +294,11 @@ def main() -> None:
         else SearchSpace(w0, w1, ws, s0, s1, ss, precisions=tuple(args.precisions.split(",")))
     )
     target = get_target(args.target)
-    space = space.resolved(target)
+    full = space.resolved(target)
+    space = sub_space(full, args.width_max)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = evaluate_grid(space, target, args, out)
+    table = evaluate_grid(space, target, args, out, checkpoints=args.checkpoints, key_space=full)
     target, table = tighten(target, table, args)
     if (args.flash_kb, args.sram_kb, args.latency_ms) != (None, None, None):
         print(

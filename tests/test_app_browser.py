@@ -118,28 +118,30 @@ def _no_error(page: Any) -> None:
     assert errors.count() == 0, errors.all_inner_texts()
 
 
-def _click_first_front_point(page: Any) -> None:
-    """Click the first point of the front chart and wait for the Candidate page it opens.
+def _open_candidate(
+    page: Any, ready: str, selector: str, at: Callable[[dict[str, float]], tuple[float, float]]
+) -> None:
+    """Click the first ``selector`` element at ``at(its box)`` and wait for the Candidate page it opens.
 
     Right after a page switch Streamlit still shows the previous page's elements (another page's
-    chart points among them) until the new run ends, and a point can be detached between finding
-    it and measuring it. So: wait for the front's caption, which is drawn after its chart, then
-    measure the point again until it has a box, and click it again if the first click was lost.
+    chart points and tables among them) until the new run ends, and an element can be detached
+    between finding it and measuring it. So: wait for ``ready``, a text only the new page draws,
+    measure the element again until it has a box, and click again if a click was lost.
     """
     from playwright.sync_api import expect
 
-    expect(page.get_by_text("Click a point to open it.")).to_be_visible()
+    expect(page.get_by_text(ready).first).to_be_visible()
     candidate = page.get_by_role("heading", name="Candidate").first
     for _attempt in range(3):
         box = None
         deadline = time.monotonic() + 60
         while box is None and time.monotonic() < deadline:
-            point = page.locator('[data-testid="stPlotlyChart"] g.points path').first
-            box = point.bounding_box() if point.count() else None
+            element = page.locator(selector).first
+            box = element.bounding_box() if element.count() else None
             if box is None:
                 page.wait_for_timeout(250)
-        assert box is not None, "no point of the front chart became visible within 60 s"
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        assert box is not None, f"no {selector} became visible within 60 s"
+        x, y = at(box)
         page.mouse.move(x, y)  # plotly picks the point under the hover, then the click selects it
         page.wait_for_timeout(500)
         page.mouse.click(x, y)
@@ -149,6 +151,14 @@ def _click_first_front_point(page: Any) -> None:
         except AssertionError:
             continue
     expect(candidate).to_be_visible(timeout=30_000)
+
+
+def _centre(box: dict[str, float]) -> tuple[float, float]:
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def _first_row(box: dict[str, float]) -> tuple[float, float]:
+    return box["x"] + 12, box["y"] + 36 + 18  # the first data row's selection cell
 
 
 def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path, context: Any) -> None:
@@ -241,13 +251,11 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
 
     # Item 11: every trial in a table; a click on a row opens it.
     page.get_by_role("link", name="All trials").first.click()
-    grid = page.locator('[data-testid="stDataFrame"]').first
-    expect(grid).to_be_visible()
+    ready = "Click a column title to sort, a row to open the trial."
+    expect(page.get_by_text(ready).first).to_be_visible()
+    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
     shot("09-all-trials")
-    box = grid.bounding_box()
-    assert box is not None
-    page.mouse.click(box["x"] + 12, box["y"] + 36 + 18)  # the first data row's selection cell
-    expect(page.get_by_role("heading", name="Candidate").first).to_be_visible(timeout=30_000)
+    _open_candidate(page, ready, '[data-testid="stDataFrame"]', _first_row)
     heading = page.get_by_role("heading", name="Trial ").first
     expect(heading).to_be_visible()
     number = int(heading.inner_text().split()[1])
@@ -265,7 +273,7 @@ def _drive(page: Any, app_url: str, shot: Callable[[str], None], tmp_path: Path,
     other.context.close()
 
     page.get_by_role("link", name="Pareto front").first.click()
-    _click_first_front_point(page)
+    _open_candidate(page, "Click a point to open it.", '[data-testid="stPlotlyChart"] g.points path', _centre)
     expect(page.get_by_text("Against the budgets")).to_be_visible()
     expect(page.get_by_text("Accuracy (deployed)")).to_be_visible()
     shot("11-candidate")

@@ -7,10 +7,13 @@ cached base model. This benchmark evaluates, in one process and for one width:
 2. the same **dense** and **pruned** candidates twice: once with a fresh tfmot wrapper per pruned
    candidate (``REUSE_PRUNING_SESSIONS = False``: the pipeline before pruning sessions, where
    TensorFlow traces the wrapped training step again for every candidate) and once with the
-   pruning session reused (:func:`search.training.prune` with the base's key, today's pipeline).
+   pruning session reused (:func:`search.training.prune` with the base's key, today's pipeline);
+3. each pruned candidate once more, right after the same width and sparsity at another precision
+   (``reused weights``): it starts from the weights that candidate's pruning kept
+   (:func:`search.training.load_pruned`), as a search's repeated width and sparsity does.
 
 It prints p50 / p99 per kind and stage, the pruned / dense ratio of p50s, and the deployed accuracy
-of every candidate under both pipelines (the speed-up must not change it by more than 1 point).
+of every pruned candidate under each pipeline (a speed-up must not change it by more than 1 point).
 TensorFlow's one-off import is printed separately. Figures are wall-clock seconds on this machine;
 the load average is printed beside them.
 
@@ -36,6 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DEFAULT_FAMILY = {"demo": "mobilenet_v1", "bench:kws": "ds_cnn", "bench:vww": "mobilenet_v1"}
 DENSE = (("int8", 0.0), ("float32", 0.0), ("int16x8", 0.0))
 PRUNED = (("int8", 0.3), ("int16x8", 0.5), ("int8", 0.6), ("float32", 0.75))
+#: The precision that prunes first in the "reused weights" pass.
+OTHER_PRECISION = {"int8": "int16x8", "int16x8": "int8", "float32": "int8"}
+REUSED = "reused weights"
 
 
 def p(values: list[float], q: float) -> float:
@@ -90,6 +96,9 @@ def main() -> None:
             + "  ".join(f"{k} {v:.1f}" for k, v in cold.stage_seconds.items())
             + f"  accuracy {cold.figures['accuracy'].value:.3f}"
         )
+        # Every pruned candidate here has its own sparsity; the second pipeline repeats the first's, so
+        # pruned weights kept from the first would stand in for its pruning: this benchmark times pruning.
+        training.REUSE_PRUNED_WEIGHTS = False
         for pipeline, reuse in (("fresh wrapper", False), ("reused session", True)):
             training.REUSE_PRUNING_SESSIONS = reuse
             training._PRUNING_SESSIONS.clear()
@@ -111,6 +120,27 @@ def main() -> None:
                     + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
                     + f"  accuracy {res.figures['accuracy'].value:.3f}"
                 )
+        # A search also draws a pruned width and sparsity again at another precision: that candidate
+        # starts from the pruned weights the first one kept (search.training.load_pruned).
+        training.REUSE_PRUNED_WEIGHTS = True
+        training._PRUNED_WEIGHTS.clear()
+        for i, (precision, sparsity) in enumerate(PRUNED):
+            first = OTHER_PRECISION[precision]
+            evaluate_candidate(spec(first, sparsity), target, data, Path(tmp) / f"keep-{i}", cache_dir=cache)
+            t0 = time.perf_counter()
+            res = evaluate_candidate(spec(precision, sparsity), target, data, Path(tmp) / f"load-{i}", cache_dir=cache)
+            total = time.perf_counter() - t0
+            assert res.reused_pruning
+            stats = rows.setdefault(f"{REUSED}: pruned", {})
+            stats.setdefault("total", []).append(total)
+            for name, sec in res.stage_seconds.items():
+                stats.setdefault(name, []).append(sec)
+            accuracy[(REUSED, precision, sparsity)] = res.figures["accuracy"].value
+            print(
+                f"{REUSED:15s} pruned s={sparsity:<4g} {precision:8s} {total:6.1f} s  "
+                + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
+                + f"  accuracy {res.figures['accuracy'].value:.3f}  (weights pruned for {first})"
+            )
     print(f"\nTensorFlow import (once per worker process): {import_s:.1f} s; cold candidate: {cold_s:.1f} s")
     stages = ("total", "train", "prune", "qat", "convert", "measure")
     print(f"\n{'p50 / p99 s':28s}" + "".join(f"{s:>15s}" for s in stages))
@@ -122,6 +152,11 @@ def main() -> None:
         dense, pruned = rows[f"{pipeline}: dense"]["total"], rows[f"{pipeline}: pruned"]["total"]
         ratio = p(pruned, 50) / p(dense, 50)
         print(f"{pipeline:15s}: pruned p50 / dense p50 = {p(pruned, 50):.2f} / {p(dense, 50):.2f} = x{ratio:.2f}")
+    reused, dense = rows[f"{REUSED}: pruned"]["total"], rows["reused session: dense"]["total"]
+    print(
+        f"{REUSED:15s}: pruned p50 / dense p50 = {p(reused, 50):.2f} / {p(dense, 50):.2f} = "
+        f"x{p(reused, 50) / p(dense, 50):.2f} (a width and sparsity this worker pruned before, at another precision)"
+    )
     print("\ndeployed accuracy, fresh wrapper vs reused session (pruned candidates):")
     worst = 0.0
     for precision, sparsity in PRUNED:
@@ -129,6 +164,13 @@ def main() -> None:
         worst = max(worst, abs(a - b))
         print(f"  s={sparsity:<4g} {precision:8s} {a:.4f}  {b:.4f}  difference {100 * (b - a):+.2f} points")
     print(f"largest difference: {100 * worst:.2f} points (goal <= 1 point)")
+    print(f"\ndeployed accuracy, own pruning (reused session) vs {REUSED} (pruned for another precision):")
+    worst = 0.0
+    for precision, sparsity in PRUNED:
+        a, b = accuracy[("reused session", precision, sparsity)], accuracy[(REUSED, precision, sparsity)]
+        worst = max(worst, abs(a - b))
+        print(f"  s={sparsity:<4g} {precision:8s} {a:.4f}  {b:.4f}  difference {100 * (b - a):+.2f} points")
+    print(f"largest difference: {100 * worst:.2f} points")
 
 
 if __name__ == "__main__":

@@ -78,10 +78,14 @@ def evaluate_grid(
     With ``key_space`` (a space whose grid holds ``space``'s) the cache file is that space's: a
     sub-space (``--width-max``) reads and adds to the full grid's cache, and builds only its own points.
     """
+    from search import training
     from search.candidate import evaluate_candidate
     from search.data import load_dataset
     from search.early_stop import Monitor
 
+    # Each grid point's stage seconds are its full cost (the searches simulated on the grid charge
+    # them), so no point starts from another's pruned weights.
+    training.REUSE_PRUNED_WEIGHTS = False
     data = load_dataset(args.data)
     # The product code is part of the key: a changed family or training routine invalidates the grid.
     # search/early_stop.py is not: grid candidates run with no rule, and a rule is applied (by

@@ -81,6 +81,10 @@ def summary(result: CandidateResult) -> str:
         if key in result.figures:
             lines.append(f"  {label.strip()}: {result.figures[key].method}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
-    lines.append(f"time: {stages}{' (base model reused)' if result.reused_base else ''}")
+    reused = [
+        what for what, yes in (("base model", result.reused_base), ("pruned weights", result.reused_pruning)) if yes
+    ]
+    note = f" ({' and '.join(reused)} reused)" if reused else ""
+    lines.append(f"time: {stages}{note}")
     lines.append(f"artifacts: {result.artifacts_dir}")
     return "\n".join(lines)

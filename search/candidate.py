@@ -229,11 +229,17 @@ def evaluate_candidate(
     qat = spec.precision == "int8_qat"
     fine_tune = max(1, spec.finetune_epochs)
     with _stage(seconds, "prune", progress):
-        check = None if qat else monitor.callback("pruning fine-tune", fine_tune, x_val, dataset.y_val)
-        model = training.prune(
-            training.clone(base), spec.sparsity, x_train, dataset.y_train, settings, key=key, callbacks=_some(check)
-        )
+        model = training.clone(base)
+        base_digest = training.weights_digest(base) if spec.sparsity > 0 else ""
+        reused_pruning = training.load_pruned(model, spec.sparsity, settings, len(x_train), base=base_digest)
+        if not reused_pruning:
+            check = None if qat else monitor.callback("pruning fine-tune", fine_tune, x_val, dataset.y_val)
+            model = training.prune(
+                model, spec.sparsity, x_train, dataset.y_train, settings, key=key, callbacks=_some(check)
+            )
     _stop_if_told(monitor, seconds)
+    if not reused_pruning:
+        training.keep_pruned(model, spec.sparsity, settings, len(x_train), base=base_digest)
     zero_fractions = _kernel_zero_fractions(model)
     if qat:
         with _stage(seconds, "qat", progress):
@@ -276,6 +282,7 @@ def evaluate_candidate(
         layers=deployment.layers or layers,
         stage_seconds=seconds,
         reused_base=reused,
+        reused_pruning=reused_pruning,
         artifacts_dir=str(out_dir.resolve()),
         tinyfront_version=__version__,
         checkpoints=monitor.checkpoints,
@@ -333,6 +340,7 @@ def remeasure(artifacts_dir: Path, target: Target) -> CandidateResult:
         layers=deployment.layers or stored.layers,
         stage_seconds=stored.stage_seconds,
         reused_base=stored.reused_base,
+        reused_pruning=stored.reused_pruning,
         artifacts_dir=stored.artifacts_dir,
         tinyfront_version=stored.tinyfront_version,
         checkpoints=stored.checkpoints,

@@ -75,6 +75,8 @@ class CandidateResult:
     tinyfront_version: str = ""
     #: Keras validation accuracy after fine-tune epochs (search.early_stop); empty when not measured.
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    #: the pruned weights came from an earlier candidate of the same width and sparsity in this process
+    reused_pruning: bool = False
 
     @property
     def verdicts(self) -> dict[str, bool]:
@@ -109,6 +111,7 @@ class CandidateResult:
             "layers": self.layers,
             "stage_seconds": self.stage_seconds,
             "reused_base": self.reused_base,
+            "reused_pruning": self.reused_pruning,
             "artifacts_dir": self.artifacts_dir,
             "tinyfront_version": self.tinyfront_version,
             **({"checkpoints": self.checkpoints} if self.checkpoints else {}),
@@ -128,6 +131,7 @@ class CandidateResult:
             layers=list(data.get("layers", [])),
             stage_seconds=dict(data.get("stage_seconds", {})),
             reused_base=bool(data.get("reused_base", False)),
+            reused_pruning=bool(data.get("reused_pruning", False)),
             artifacts_dir=str(data.get("artifacts_dir", "")),
             tinyfront_version=str(data.get("tinyfront_version", "")),
             checkpoints=list(data.get("checkpoints", [])),

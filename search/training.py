@@ -391,6 +391,79 @@ PRUNING_SESSIONS_KEPT = 4
 _PRUNING_SESSIONS = _SessionCache(PRUNING_SESSIONS_KEPT)
 
 
+class _PrunedWeights:
+    """Pruned weights of the last few (base, sparsity) pairs of this process, to start the candidates
+    of the same width and sparsity at another precision from (a search suggests them often: its
+    precisions share one pruned Keras model and differ from conversion on)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: dict[Any, tuple[list[tuple[str, list[tuple[int, ...]]]], list[np.ndarray]]] = {}
+
+    def get(self, key: Any, model: tf_keras.Model) -> list[np.ndarray] | None:
+        entry = self.items.pop(key, None)
+        if entry is None:
+            return None
+        self.items[key] = entry  # most recently used last
+        signature, weights = entry
+        return weights if signature == _signature(model) else None
+
+    def put(self, key: Any, model: tf_keras.Model) -> None:
+        self.items.pop(key, None)
+        self.items[key] = (_signature(model), [np.array(w, copy=True) for w in model.get_weights()])
+        while len(self.items) > self.size:
+            self.items.pop(next(iter(self.items)))
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+#: Start a candidate from the pruned weights of an earlier candidate of the same base and sparsity
+#: in this process (benchmarks that time one candidate's full cost switch it off).
+REUSE_PRUNED_WEIGHTS = True
+#: (base, sparsity) pairs whose pruned weights are kept per process.
+PRUNED_WEIGHTS_KEPT = 12
+_PRUNED_WEIGHTS = _PrunedWeights(PRUNED_WEIGHTS_KEPT)
+
+
+def weights_digest(model: tf_keras.Model) -> str:
+    """SHA-256 of a model's weights, in order: which base model a pruned copy started from."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(str((w.dtype, w.shape)).encode())
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def _pruned_key(base: str, settings: TrainSettings, n_train: int, sparsity: float) -> Any:
+    return (base, settings, n_train, round(float(sparsity), 6)) if sparsity > 0 and REUSE_PRUNED_WEIGHTS else None
+
+
+def load_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings, n_train: int, *, base: str) -> bool:
+    """Give ``model`` (a copy of the base model whose :func:`weights_digest` is ``base``) the weights an
+    earlier candidate of this process ended its pruning fine-tune of that same base at ``sparsity``
+    with, and recompile it. False (``model`` untouched) when there are none: the caller prunes it
+    (:func:`prune`) and keeps the result with :func:`keep_pruned`.
+
+    A second pruning would run the same schedule and fine-tune from the same weights; only the data
+    order of its fine-tune would differ.
+    """
+    cache_key = _pruned_key(base, settings, n_train, sparsity)
+    weights = _PRUNED_WEIGHTS.get(cache_key, model) if cache_key else None
+    if weights is None:
+        return False
+    model.set_weights(weights)
+    _compile(model, settings.learning_rate)
+    return True
+
+
+def keep_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings, n_train: int, *, base: str) -> None:
+    """Keep the weights of a finished pruning fine-tune of the base ``base`` for :func:`load_pruned`."""
+    cache_key = _pruned_key(base, settings, n_train, sparsity)
+    if cache_key:
+        _PRUNED_WEIGHTS.put(cache_key, model)
+
+
 def quantize_aware(
     model: tf_keras.Model,
     x_train: np.ndarray,

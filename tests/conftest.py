@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,15 @@ def _no_inherited_storage(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``TINYFRONT_STORAGE`` in the shell that runs the suite is every storage-less command's
     storage: tests never write to it, and a test that wants one sets it."""
     monkeypatch.delenv("TINYFRONT_STORAGE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_pruned_weights_from_earlier_tests() -> None:
+    """Pruned weights a test's candidates kept (``search.training.keep_pruned``) stay with that test:
+    another test's candidate of the same base and sparsity prunes for itself."""
+    training = sys.modules.get("search.training")
+    if training is not None:
+        training._PRUNED_WEIGHTS.clear()
 
 
 @pytest.fixture(scope="session")

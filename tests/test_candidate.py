@@ -73,6 +73,15 @@ def test_int8_pruned_candidate_on_mcu(demo, tmp_path: Path) -> None:  # type: ig
     assert result2.reused_base and not result.reused_base
     assert result2.stage_seconds["train"] < result.stage_seconds["train"]
 
+    # the same width and sparsity at another precision starts from c1's pruned weights: no second pruning
+    spec3 = CandidateSpec(sparsity=0.5, precision="int16x8", **TINY)  # type: ignore[arg-type]
+    result3 = evaluate_candidate(spec3, target, demo, tmp_path / "c3", cache_dir=tmp_path / "cache")
+    assert result3.reused_pruning and not result.reused_pruning and not result2.reused_pruning
+    assert result3.stage_seconds["prune"] < result.stage_seconds["prune"] / 2
+    assert result3.sparsity["pruned_layers_zero_fraction"] == result.sparsity["pruned_layers_zero_fraction"]
+    assert result3.figures["keras_accuracy"].value == result.figures["keras_accuracy"].value
+    assert CandidateResult.from_dict(result3.to_dict()).reused_pruning
+
     # re-check on another board: same artifact, other clock and budgets
     other = remeasure(tmp_path / "c1", get_target("ek-ra8d1"))
     assert other.figures["accuracy"] == f["accuracy"]

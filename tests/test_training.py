@@ -107,3 +107,44 @@ def test_every_fit_traces_its_training_step_once_and_trains_the_same_weights(mon
     qat = training.quantize_aware(pruned, data.x_train, data.y_train, settings, keep_sparsity=True)
     assert qat.train_function.experimental_get_tracing_count() == 1
     training._PRUNING_SESSIONS.clear()
+
+
+@pytest.mark.slow
+def test_pruned_weights_are_kept_per_base_and_sparsity() -> None:
+    from search import _lazy
+    from search.families import build_model
+
+    keras = _lazy.keras()
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.arange(64) % 4
+    settings = training.TrainSettings(1, 1, 32, 1e-3, 0)
+    base = build_model("mobilenet_v1", (8, 8, 1), 4, 0.25, seed=0)
+    digest = training.weights_digest(base)
+    assert digest == training.weights_digest(training.clone(base))
+    pruned = training.prune(training.clone(base), 0.5, x, y, settings)
+    training.keep_pruned(pruned, 0.5, settings, len(x), base=digest)
+
+    model = training.clone(base)
+    assert training.load_pruned(model, 0.5, settings, len(x), base=digest)
+    for a, b in zip(model.get_weights(), pruned.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # another sparsity, another base's weights, other training settings or another architecture: nothing
+    assert not training.load_pruned(training.clone(base), 0.6, settings, len(x), base=digest)
+    other = training.clone(base)
+    other.layers[1].set_weights([w + 1 for w in other.layers[1].get_weights()])
+    assert training.weights_digest(other) != digest
+    assert not training.load_pruned(other, 0.5, settings, len(x), base=training.weights_digest(other))
+    assert not training.load_pruned(
+        training.clone(base), 0.5, training.TrainSettings(1, 2, 32, 1e-3, 0), 64, base=digest
+    )
+    wider = build_model("mobilenet_v1", (8, 8, 1), 4, 0.5, seed=0)
+    assert not training.load_pruned(wider, 0.5, settings, len(x), base=digest)
+    # dense candidates keep nothing; switched off, nothing is kept or loaded
+    training.keep_pruned(base, 0.0, settings, len(x), base=digest)
+    assert len(training._PRUNED_WEIGHTS.items) == 1
+    training.REUSE_PRUNED_WEIGHTS = False
+    try:
+        assert not training.load_pruned(training.clone(base), 0.5, settings, len(x), base=digest)
+    finally:
+        training.REUSE_PRUNED_WEIGHTS = True

@@ -67,7 +67,7 @@ def main() -> None:
     from search import training
     from search.candidate import evaluate_candidate
     from search.data import load_dataset
-    from search.result import CandidateSpec
+    from search.result import CandidateResult, CandidateSpec
     from search.targets import get_target
 
     target = get_target(args.target)
@@ -86,6 +86,21 @@ def main() -> None:
     )
     rows: dict[str, dict[str, list[float]]] = {}
     accuracy: dict[tuple[str, str, float], float] = {}
+
+    def record(
+        pipeline: str, kind: str, precision: str, sparsity: float, total: float, res: CandidateResult, note: str = ""
+    ) -> None:
+        stats = rows.setdefault(f"{pipeline}: {kind}", {})
+        stats.setdefault("total", []).append(total)
+        for name, sec in res.stage_seconds.items():
+            stats.setdefault(name, []).append(sec)
+        accuracy[(pipeline, precision, sparsity)] = res.figures["accuracy"].value
+        print(
+            f"{pipeline:15s} {kind:6s} s={sparsity:<4g} {precision:8s} {total:6.1f} s  "
+            + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
+            + f"  accuracy {res.figures['accuracy'].value:.3f}{note}"
+        )
+
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "base_models"
         t0 = time.perf_counter()
@@ -109,17 +124,7 @@ def main() -> None:
                 res = evaluate_candidate(
                     spec(precision, sparsity), target, data, Path(tmp) / f"{reuse}-{i}", cache_dir=cache
                 )
-                total = time.perf_counter() - t0
-                stats = rows.setdefault(f"{pipeline}: {kind}", {})
-                stats.setdefault("total", []).append(total)
-                for name, sec in res.stage_seconds.items():
-                    stats.setdefault(name, []).append(sec)
-                accuracy[(pipeline, precision, sparsity)] = res.figures["accuracy"].value
-                print(
-                    f"{pipeline:15s} {kind:6s} s={sparsity:<4g} {precision:8s} {total:6.1f} s  "
-                    + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
-                    + f"  accuracy {res.figures['accuracy'].value:.3f}"
-                )
+                record(pipeline, kind, precision, sparsity, time.perf_counter() - t0, res)
         # A search also draws a pruned width and sparsity again at another precision: that candidate
         # starts from the pruned weights the first one kept (search.training.load_pruned).
         training.REUSE_PRUNED_WEIGHTS = True
@@ -129,18 +134,8 @@ def main() -> None:
             evaluate_candidate(spec(first, sparsity), target, data, Path(tmp) / f"keep-{i}", cache_dir=cache)
             t0 = time.perf_counter()
             res = evaluate_candidate(spec(precision, sparsity), target, data, Path(tmp) / f"load-{i}", cache_dir=cache)
-            total = time.perf_counter() - t0
             assert res.reused_pruning
-            stats = rows.setdefault(f"{REUSED}: pruned", {})
-            stats.setdefault("total", []).append(total)
-            for name, sec in res.stage_seconds.items():
-                stats.setdefault(name, []).append(sec)
-            accuracy[(REUSED, precision, sparsity)] = res.figures["accuracy"].value
-            print(
-                f"{REUSED:15s} pruned s={sparsity:<4g} {precision:8s} {total:6.1f} s  "
-                + "  ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items())
-                + f"  accuracy {res.figures['accuracy'].value:.3f}  (weights pruned for {first})"
-            )
+            record(REUSED, "pruned", precision, sparsity, time.perf_counter() - t0, res, f"  (pruned for {first})")
     print(f"\nTensorFlow import (once per worker process): {import_s:.1f} s; cold candidate: {cold_s:.1f} s")
     stages = ("total", "train", "prune", "qat", "convert", "measure")
     print(f"\n{'p50 / p99 s':28s}" + "".join(f"{s:>15s}" for s in stages))

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -361,21 +361,25 @@ def _signature(model: tf_keras.Model) -> list[tuple[str, list[tuple[int, ...]]]]
     return [(type(layer).__name__, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
 
 
-class _SessionCache:
-    """The last few pruning sessions of this process (a search has one base per width)."""
+T = TypeVar("T")
+
+
+class _Recent(Generic[T]):
+    """The last ``size`` values put, by key; a ``get`` makes its value the most recent."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: dict[Any, _PruningSession] = {}
+        self.items: dict[Any, T] = {}
 
-    def get(self, key: Any) -> _PruningSession | None:
-        session = self.items.pop(key, None)
-        if session is not None:
-            self.items[key] = session  # most recently used last
-        return session
+    def get(self, key: Any) -> T | None:
+        value = self.items.pop(key, None)
+        if value is not None:
+            self.items[key] = value  # most recently used last
+        return value
 
-    def put(self, key: Any, session: _PruningSession) -> None:
-        self.items[key] = session
+    def put(self, key: Any, value: T) -> None:
+        self.items.pop(key, None)
+        self.items[key] = value
         while len(self.items) > self.size:
             self.items.pop(next(iter(self.items)))
 
@@ -388,34 +392,7 @@ class _SessionCache:
 REUSE_PRUNING_SESSIONS = True
 #: Pruning sessions kept per process: four widths, the default space's.
 PRUNING_SESSIONS_KEPT = 4
-_PRUNING_SESSIONS = _SessionCache(PRUNING_SESSIONS_KEPT)
-
-
-class _PrunedWeights:
-    """Pruned weights of the last few (base, sparsity) pairs of this process, to start the candidates
-    of the same width and sparsity at another precision from (a search suggests them often: its
-    precisions share one pruned Keras model and differ from conversion on)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: dict[Any, tuple[list[tuple[str, list[tuple[int, ...]]]], list[np.ndarray]]] = {}
-
-    def get(self, key: Any, model: tf_keras.Model) -> list[np.ndarray] | None:
-        entry = self.items.pop(key, None)
-        if entry is None:
-            return None
-        self.items[key] = entry  # most recently used last
-        signature, weights = entry
-        return weights if signature == _signature(model) else None
-
-    def put(self, key: Any, model: tf_keras.Model) -> None:
-        self.items.pop(key, None)
-        self.items[key] = (_signature(model), [np.array(w, copy=True) for w in model.get_weights()])
-        while len(self.items) > self.size:
-            self.items.pop(next(iter(self.items)))
-
-    def clear(self) -> None:
-        self.items.clear()
+_PRUNING_SESSIONS: _Recent[_PruningSession] = _Recent(PRUNING_SESSIONS_KEPT)
 
 
 #: Start a candidate from the pruned weights of an earlier candidate of the same base and sparsity
@@ -423,7 +400,8 @@ class _PrunedWeights:
 REUSE_PRUNED_WEIGHTS = True
 #: (base, sparsity) pairs whose pruned weights are kept per process.
 PRUNED_WEIGHTS_KEPT = 12
-_PRUNED_WEIGHTS = _PrunedWeights(PRUNED_WEIGHTS_KEPT)
+#: (signature of the model, its pruned weights) by (base digest, training settings, samples, sparsity).
+_PRUNED_WEIGHTS: _Recent[tuple[Any, list[np.ndarray]]] = _Recent(PRUNED_WEIGHTS_KEPT)
 
 
 def weights_digest(model: tf_keras.Model) -> str:
@@ -449,10 +427,10 @@ def load_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings,
     order of its fine-tune would differ.
     """
     cache_key = _pruned_key(base, settings, n_train, sparsity)
-    weights = _PRUNED_WEIGHTS.get(cache_key, model) if cache_key else None
-    if weights is None:
+    kept = _PRUNED_WEIGHTS.get(cache_key) if cache_key else None
+    if kept is None or kept[0] != _signature(model):
         return False
-    model.set_weights(weights)
+    model.set_weights(kept[1])
     _compile(model, settings.learning_rate)
     return True
 
@@ -461,7 +439,7 @@ def keep_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings,
     """Keep the weights of a finished pruning fine-tune of the base ``base`` for :func:`load_pruned`."""
     cache_key = _pruned_key(base, settings, n_train, sparsity)
     if cache_key:
-        _PRUNED_WEIGHTS.put(cache_key, model)
+        _PRUNED_WEIGHTS.put(cache_key, (_signature(model), [np.array(w, copy=True) for w in model.get_weights()]))
 
 
 def quantize_aware(

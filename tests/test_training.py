@@ -42,7 +42,7 @@ def test_a_reused_pruning_session_prunes_like_a_fresh_one_without_tracing_again(
 
 
 def test_the_session_cache_keeps_the_most_recently_used() -> None:
-    cache = training._SessionCache(2)
+    cache = training._Recent(2)
     a, b, c = object(), object(), object()
     cache.put("a", a)  # type: ignore[arg-type]
     cache.put("b", b)  # type: ignore[arg-type]

@@ -231,7 +231,7 @@ def evaluate_candidate(
     with _stage(seconds, "prune", progress):
         model = training.clone(base)
         base_digest = training.weights_digest(base) if spec.sparsity > 0 else ""
-        reused_pruning = training.load_pruned(model, spec.sparsity, settings, len(x_train), base=base_digest)
+        reused_pruning = training.load_pruned(model, spec.sparsity, settings, x_train.shape, base=base_digest)
         if not reused_pruning:
             check = None if qat else monitor.callback("pruning fine-tune", fine_tune, x_val, dataset.y_val)
             model = training.prune(
@@ -239,7 +239,7 @@ def evaluate_candidate(
             )
     _stop_if_told(monitor, seconds)
     if not reused_pruning:
-        training.keep_pruned(model, spec.sparsity, settings, len(x_train), base=base_digest)
+        training.keep_pruned(model, spec.sparsity, settings, x_train.shape, base=base_digest)
     zero_fractions = _kernel_zero_fractions(model)
     if qat:
         with _stage(seconds, "qat", progress):

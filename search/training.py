@@ -400,7 +400,7 @@ _PRUNING_SESSIONS: _Recent[_PruningSession] = _Recent(PRUNING_SESSIONS_KEPT)
 REUSE_PRUNED_WEIGHTS = True
 #: (base, sparsity) pairs whose pruned weights are kept per process.
 PRUNED_WEIGHTS_KEPT = 12
-#: (signature of the model, its pruned weights) by (base digest, training settings, samples, sparsity).
+#: (signature of the model, its pruned weights) by (base digest, training settings, data shape, sparsity).
 _PRUNED_WEIGHTS: _Recent[tuple[Any, list[np.ndarray]]] = _Recent(PRUNED_WEIGHTS_KEPT)
 
 
@@ -413,20 +413,23 @@ def weights_digest(model: tf_keras.Model) -> str:
     return h.hexdigest()
 
 
-def _pruned_key(base: str, settings: TrainSettings, n_train: int, sparsity: float) -> Any:
-    return (base, settings, n_train, round(float(sparsity), 6)) if sparsity > 0 and REUSE_PRUNED_WEIGHTS else None
+def _pruned_key(base: str, settings: TrainSettings, shape: tuple[int, ...], sparsity: float) -> Any:
+    return (base, settings, tuple(shape), round(float(sparsity), 6)) if sparsity > 0 and REUSE_PRUNED_WEIGHTS else None
 
 
-def load_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings, n_train: int, *, base: str) -> bool:
+def load_pruned(
+    model: tf_keras.Model, sparsity: float, settings: TrainSettings, shape: tuple[int, ...], *, base: str
+) -> bool:
     """Give ``model`` (a copy of the base model whose :func:`weights_digest` is ``base``) the weights an
     earlier candidate of this process ended its pruning fine-tune of that same base at ``sparsity``
-    with, and recompile it. False (``model`` untouched) when there are none: the caller prunes it
-    (:func:`prune`) and keeps the result with :func:`keep_pruned`.
+    with (same ``settings``, training data of the same ``shape``), and recompile it. False (``model``
+    untouched) when there are none: the caller prunes it (:func:`prune`) and keeps the result with
+    :func:`keep_pruned`.
 
-    A second pruning would run the same schedule and fine-tune from the same weights; only the data
-    order of its fine-tune would differ.
+    A second pruning would run the same schedule and fine-tune from the same weights; at most the
+    data order of its fine-tune would differ.
     """
-    cache_key = _pruned_key(base, settings, n_train, sparsity)
+    cache_key = _pruned_key(base, settings, shape, sparsity)
     kept = _PRUNED_WEIGHTS.get(cache_key) if cache_key else None
     if kept is None or kept[0] != _signature(model):
         return False
@@ -435,9 +438,11 @@ def load_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings,
     return True
 
 
-def keep_pruned(model: tf_keras.Model, sparsity: float, settings: TrainSettings, n_train: int, *, base: str) -> None:
+def keep_pruned(
+    model: tf_keras.Model, sparsity: float, settings: TrainSettings, shape: tuple[int, ...], *, base: str
+) -> None:
     """Keep the weights of a finished pruning fine-tune of the base ``base`` for :func:`load_pruned`."""
-    cache_key = _pruned_key(base, settings, n_train, sparsity)
+    cache_key = _pruned_key(base, settings, shape, sparsity)
     if cache_key:
         _PRUNED_WEIGHTS.put(cache_key, (_signature(model), [np.array(w, copy=True) for w in model.get_weights()]))
 

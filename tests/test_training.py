@@ -123,28 +123,28 @@ def test_pruned_weights_are_kept_per_base_and_sparsity() -> None:
     digest = training.weights_digest(base)
     assert digest == training.weights_digest(training.clone(base))
     pruned = training.prune(training.clone(base), 0.5, x, y, settings)
-    training.keep_pruned(pruned, 0.5, settings, len(x), base=digest)
+    training.keep_pruned(pruned, 0.5, settings, x.shape, base=digest)
 
     model = training.clone(base)
-    assert training.load_pruned(model, 0.5, settings, len(x), base=digest)
+    assert training.load_pruned(model, 0.5, settings, x.shape, base=digest)
     for a, b in zip(model.get_weights(), pruned.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     # another sparsity, another base's weights, other training settings or another architecture: nothing
-    assert not training.load_pruned(training.clone(base), 0.6, settings, len(x), base=digest)
+    assert not training.load_pruned(training.clone(base), 0.6, settings, x.shape, base=digest)
     other = training.clone(base)
     other.layers[1].set_weights([w + 1 for w in other.layers[1].get_weights()])
     assert training.weights_digest(other) != digest
-    assert not training.load_pruned(other, 0.5, settings, len(x), base=training.weights_digest(other))
+    assert not training.load_pruned(other, 0.5, settings, x.shape, base=training.weights_digest(other))
     assert not training.load_pruned(
-        training.clone(base), 0.5, training.TrainSettings(1, 2, 32, 1e-3, 0), 64, base=digest
+        training.clone(base), 0.5, training.TrainSettings(1, 2, 32, 1e-3, 0), x.shape, base=digest
     )
     wider = build_model("mobilenet_v1", (8, 8, 1), 4, 0.5, seed=0)
-    assert not training.load_pruned(wider, 0.5, settings, len(x), base=digest)
+    assert not training.load_pruned(wider, 0.5, settings, x.shape, base=digest)
     # dense candidates keep nothing; switched off, nothing is kept or loaded
-    training.keep_pruned(base, 0.0, settings, len(x), base=digest)
+    training.keep_pruned(base, 0.0, settings, x.shape, base=digest)
     assert len(training._PRUNED_WEIGHTS.items) == 1
     training.REUSE_PRUNED_WEIGHTS = False
     try:
-        assert not training.load_pruned(training.clone(base), 0.5, settings, len(x), base=digest)
+        assert not training.load_pruned(training.clone(base), 0.5, settings, x.shape, base=digest)
     finally:
         training.REUSE_PRUNED_WEIGHTS = True

@@ -230,8 +230,12 @@ def evaluate_candidate(
     fine_tune = max(1, spec.finetune_epochs)
     with _stage(seconds, "prune", progress):
         model = training.clone(base)
-        base_digest = training.weights_digest(base) if spec.sparsity > 0 else ""
-        reused_pruning = training.load_pruned(model, spec.sparsity, settings, x_train.shape, base=base_digest)
+        pruned_key = (
+            training.pruned_key(training.weights_digest(base), settings, x_train.shape, spec.sparsity)
+            if spec.sparsity > 0
+            else None
+        )
+        reused_pruning = training.load_pruned(model, pruned_key, cache_dir=cache_dir)
         if not reused_pruning:
             check = None if qat else monitor.callback("pruning fine-tune", fine_tune, x_val, dataset.y_val)
             model = training.prune(
@@ -239,7 +243,7 @@ def evaluate_candidate(
             )
     _stop_if_told(monitor, seconds)
     if not reused_pruning:
-        training.keep_pruned(model, spec.sparsity, settings, x_train.shape, base=base_digest)
+        training.keep_pruned(model, pruned_key, cache_dir=cache_dir)
     zero_fractions = _kernel_zero_fractions(model)
     if qat:
         with _stage(seconds, "qat", progress):

@@ -9,6 +9,11 @@ format is loaded, with ``safe_mode=True`` (no Lambda or other code deserialised)
 SHA-256 equals the digest written beside it (``<key>.keras.sha256``) when it was saved. Anything
 else (an HDF5 file, a file changed after saving, a digest missing) is a cache miss: a warning is
 logged and the base model is trained again and saved over it.
+
+The weights a pruning fine-tune ends with are kept per (base model's weights, training settings,
+data shape, sparsity): in memory, and in ``<cache folder>/pruned/<hash>.npz`` with a SHA-256 beside
+it, read only with ``allow_pickle=False`` and only when the digest matches. A candidate of the same
+width and sparsity at another precision, in any worker of the study, starts from them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -182,6 +187,22 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _digest_matches(path: Path, what: str, instead: str) -> bool:
+    """True when ``path``'s SHA-256 equals the one recorded beside it; else False, with a warning."""
+    try:
+        recorded = digest_path(path).read_text().strip()
+    except OSError:
+        log.warning("%s %s has no recorded SHA-256 (%s): not loaded, %s", what, path, digest_path(path), instead)
+        return False
+    actual = file_sha256(path)
+    if actual != recorded:
+        log.warning(
+            "%s %s has SHA-256 %s, recorded %s: not loaded, %s", what, path, actual[:16], recorded[:16], instead
+        )
+        return False
+    return True
+
+
 def load_cached(cached: Path) -> tf_keras.Model | None:
     """The base model cached at ``cached``, or None (a miss, with a warning) when it is not a ``.keras``
     zip archive, does not match its recorded SHA-256, or does not load in Keras' safe mode."""
@@ -190,18 +211,7 @@ def load_cached(cached: Path) -> tf_keras.Model | None:
             "base-model cache %s is not a .keras zip archive (HDF5 or other format): not loaded, rebuilt", cached
         )
         return None
-    try:
-        recorded = digest_path(cached).read_text().strip()
-    except OSError:
-        log.warning(
-            "base-model cache %s has no recorded SHA-256 (%s): not loaded, rebuilt", cached, digest_path(cached)
-        )
-        return None
-    actual = file_sha256(cached)
-    if actual != recorded:
-        log.warning(
-            "base-model cache %s has SHA-256 %s, recorded %s: not loaded, rebuilt", cached, actual[:16], recorded[:16]
-        )
+    if not _digest_matches(cached, "base-model cache", "rebuilt"):
         return None
     try:
         return _lazy.keras().models.load_model(cached, safe_mode=True)
@@ -396,12 +406,14 @@ _PRUNING_SESSIONS: _Recent[_PruningSession] = _Recent(PRUNING_SESSIONS_KEPT)
 
 
 #: Start a candidate from the pruned weights of an earlier candidate of the same base and sparsity
-#: in this process (benchmarks that time one candidate's full cost switch it off).
+#: (benchmarks that time one candidate's full cost switch it off).
 REUSE_PRUNED_WEIGHTS = True
-#: (base, sparsity) pairs whose pruned weights are kept per process.
+#: (base, sparsity) pairs whose pruned weights are kept in memory per process.
 PRUNED_WEIGHTS_KEPT = 12
-#: (signature of the model, its pruned weights) by (base digest, training settings, data shape, sparsity).
-_PRUNED_WEIGHTS: _Recent[tuple[Any, list[np.ndarray]]] = _Recent(PRUNED_WEIGHTS_KEPT)
+#: (signature of the model as JSON, its pruned weights) by (base digest, training settings, data shape, sparsity).
+_PRUNED_WEIGHTS: _Recent[tuple[str, list[np.ndarray]]] = _Recent(PRUNED_WEIGHTS_KEPT)
+#: The folder, inside a base-model cache folder, that pruned weights are saved in (shared by workers).
+PRUNED_FOLDER = "pruned"
 
 
 def weights_digest(model: tf_keras.Model) -> str:
@@ -413,38 +425,96 @@ def weights_digest(model: tf_keras.Model) -> str:
     return h.hexdigest()
 
 
-def _pruned_key(base: str, settings: TrainSettings, shape: tuple[int, ...], sparsity: float) -> Any:
-    return (base, settings, tuple(shape), round(float(sparsity), 6)) if sparsity > 0 and REUSE_PRUNED_WEIGHTS else None
+@dataclass(frozen=True)
+class PrunedKey:
+    """What pruned weights are kept by: the base model's :func:`weights_digest`, the training settings,
+    the training data's shape and the sparsity."""
+
+    base: str
+    settings: TrainSettings
+    shape: tuple[int, ...]
+    sparsity: float
+
+    def file(self, cache_dir: Path) -> Path:
+        """``<cache_dir>/pruned/<hash of the key>.npz``: where these pruned weights are saved."""
+        text = json.dumps([self.base, asdict(self.settings), list(self.shape), self.sparsity], sort_keys=True)
+        return cache_dir / PRUNED_FOLDER / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"
 
 
-def load_pruned(
-    model: tf_keras.Model, sparsity: float, settings: TrainSettings, shape: tuple[int, ...], *, base: str
-) -> bool:
-    """Give ``model`` (a copy of the base model whose :func:`weights_digest` is ``base``) the weights an
-    earlier candidate of this process ended its pruning fine-tune of that same base at ``sparsity``
-    with (same ``settings``, training data of the same ``shape``), and recompile it. False (``model``
-    untouched) when there are none: the caller prunes it (:func:`prune`) and keeps the result with
-    :func:`keep_pruned`.
+def pruned_key(base: str, settings: TrainSettings, shape: tuple[int, ...], sparsity: float) -> PrunedKey | None:
+    """The key of a candidate's pruned weights; None for a dense candidate, or with reuse switched off."""
+    if sparsity <= 0 or not REUSE_PRUNED_WEIGHTS:
+        return None
+    return PrunedKey(base, settings, tuple(int(d) for d in shape), round(float(sparsity), 6))
+
+
+def _signature_text(model: tf_keras.Model) -> str:
+    return json.dumps(_signature(model))
+
+
+def _read_pruned(path: Path) -> tuple[str, list[np.ndarray]] | None:
+    """The (signature, weights) saved at ``path`` by :func:`_save_pruned`, or None (a miss, with a
+    warning when the file exists but does not match its recorded SHA-256 or does not read)."""
+    if not path.exists() or not _digest_matches(path, "pruned weights", "pruned again"):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["arr_0"]), [data[f"arr_{i}"] for i in range(1, len(data.files))]
+    except Exception as exc:  # a truncated or foreign file is pruned again, not fatal
+        log.warning("pruned weights %s do not read (%s): pruned again", path, exc)
+        return None
+
+
+def _save_pruned(path: Path, signature: str, weights: list[np.ndarray]) -> None:
+    """Save atomically, with the file's SHA-256 beside it, so concurrent workers never read half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, np.array(signature), *weights)  # arr_0: the signature, arr_1...: the weights
+        _write_atomic(digest_path(path), file_sha256(Path(tmp)) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_pruned(model: tf_keras.Model, key: PrunedKey | None, *, cache_dir: Path | None = None) -> bool:
+    """Give ``model`` (a copy of the base model whose :func:`weights_digest` is ``key.base``) the weights
+    an earlier candidate ended its pruning fine-tune of that same base at ``key.sparsity`` with (same
+    settings, training data of the same shape), and recompile it. They come from this process's
+    memory or, with ``cache_dir``, from a file another worker or an earlier run saved there. False
+    (``model`` untouched) when there are none: the caller prunes it (:func:`prune`) and keeps the
+    result with :func:`keep_pruned`.
 
     A second pruning would run the same schedule and fine-tune from the same weights; at most the
     data order of its fine-tune would differ.
     """
-    cache_key = _pruned_key(base, settings, shape, sparsity)
-    kept = _PRUNED_WEIGHTS.get(cache_key) if cache_key else None
-    if kept is None or kept[0] != _signature(model):
+    if key is None or not REUSE_PRUNED_WEIGHTS:
+        return False
+    kept = _PRUNED_WEIGHTS.get(key)
+    if kept is None and cache_dir is not None:
+        kept = _read_pruned(key.file(cache_dir))
+        if kept is not None:
+            _PRUNED_WEIGHTS.put(key, kept)
+    if kept is None or kept[0] != _signature_text(model):
         return False
     model.set_weights(kept[1])
-    _compile(model, settings.learning_rate)
+    _compile(model, key.settings.learning_rate)
     return True
 
 
-def keep_pruned(
-    model: tf_keras.Model, sparsity: float, settings: TrainSettings, shape: tuple[int, ...], *, base: str
-) -> None:
-    """Keep the weights of a finished pruning fine-tune of the base ``base`` for :func:`load_pruned`."""
-    cache_key = _pruned_key(base, settings, shape, sparsity)
-    if cache_key:
-        _PRUNED_WEIGHTS.put(cache_key, (_signature(model), [np.array(w, copy=True) for w in model.get_weights()]))
+def keep_pruned(model: tf_keras.Model, key: PrunedKey | None, *, cache_dir: Path | None = None) -> None:
+    """Keep the weights of a finished pruning fine-tune under ``key`` for :func:`load_pruned`: in
+    memory, and with ``cache_dir`` also saved in ``<cache_dir>/pruned/`` for the study's other workers."""
+    if key is None or not REUSE_PRUNED_WEIGHTS:
+        return
+    kept = (_signature_text(model), [np.array(w, copy=True) for w in model.get_weights()])
+    _PRUNED_WEIGHTS.put(key, kept)
+    if cache_dir is not None:
+        path = key.file(cache_dir)
+        if not path.exists():
+            _save_pruned(path, *kept)
 
 
 def quantize_aware(

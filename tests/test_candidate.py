@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from search import training
 from search.candidate import check_deployable, evaluate_candidate, load_result, remeasure, supported_precisions
 from search.errors import CandidateError, ConfigError
 from search.result import CandidateResult, CandidateSpec
@@ -73,7 +74,9 @@ def test_int8_pruned_candidate_on_mcu(demo, tmp_path: Path) -> None:  # type: ig
     assert result2.reused_base and not result.reused_base
     assert result2.stage_seconds["train"] < result.stage_seconds["train"]
 
-    # the same width and sparsity at another precision starts from c1's pruned weights: no second pruning
+    # the same width and sparsity at another precision starts from c1's pruned weights: no second pruning,
+    # also in another worker (this process's kept weights forgotten: they come from the cache folder)
+    training._PRUNED_WEIGHTS.clear()
     spec3 = CandidateSpec(sparsity=0.5, precision="int16x8", **TINY)  # type: ignore[arg-type]
     result3 = evaluate_candidate(spec3, target, demo, tmp_path / "c3", cache_dir=tmp_path / "cache")
     assert result3.reused_pruning and not result.reused_pruning and not result2.reused_pruning

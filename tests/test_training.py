@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -123,28 +125,81 @@ def test_pruned_weights_are_kept_per_base_and_sparsity() -> None:
     digest = training.weights_digest(base)
     assert digest == training.weights_digest(training.clone(base))
     pruned = training.prune(training.clone(base), 0.5, x, y, settings)
-    training.keep_pruned(pruned, 0.5, settings, x.shape, base=digest)
+    training.keep_pruned(pruned, training.pruned_key(digest, settings, x.shape, 0.5))
 
     model = training.clone(base)
-    assert training.load_pruned(model, 0.5, settings, x.shape, base=digest)
+    assert training.load_pruned(model, training.pruned_key(digest, settings, x.shape, 0.5))
     for a, b in zip(model.get_weights(), pruned.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     # another sparsity, another base's weights, other training settings or another architecture: nothing
-    assert not training.load_pruned(training.clone(base), 0.6, settings, x.shape, base=digest)
+    assert not training.load_pruned(training.clone(base), training.pruned_key(digest, settings, x.shape, 0.6))
     other = training.clone(base)
     other.layers[1].set_weights([w + 1 for w in other.layers[1].get_weights()])
     assert training.weights_digest(other) != digest
-    assert not training.load_pruned(other, 0.5, settings, x.shape, base=training.weights_digest(other))
-    assert not training.load_pruned(
-        training.clone(base), 0.5, training.TrainSettings(1, 2, 32, 1e-3, 0), x.shape, base=digest
-    )
+    assert not training.load_pruned(other, training.pruned_key(training.weights_digest(other), settings, x.shape, 0.5))
+    other_settings = training.TrainSettings(1, 2, 32, 1e-3, 0)
+    assert not training.load_pruned(training.clone(base), training.pruned_key(digest, other_settings, x.shape, 0.5))
     wider = build_model("mobilenet_v1", (8, 8, 1), 4, 0.5, seed=0)
-    assert not training.load_pruned(wider, 0.5, settings, x.shape, base=digest)
+    assert not training.load_pruned(wider, training.pruned_key(digest, settings, x.shape, 0.5))
     # dense candidates keep nothing; switched off, nothing is kept or loaded
-    training.keep_pruned(base, 0.0, settings, x.shape, base=digest)
+    assert training.pruned_key(digest, settings, x.shape, 0.0) is None
+    training.keep_pruned(base, training.pruned_key(digest, settings, x.shape, 0.0))
     assert len(training._PRUNED_WEIGHTS.items) == 1
+    key = training.pruned_key(digest, settings, x.shape, 0.5)
     training.REUSE_PRUNED_WEIGHTS = False
     try:
-        assert not training.load_pruned(training.clone(base), 0.5, settings, x.shape, base=digest)
+        assert training.pruned_key(digest, settings, x.shape, 0.5) is None
+        assert not training.load_pruned(training.clone(base), key)
     finally:
         training.REUSE_PRUNED_WEIGHTS = True
+
+
+def test_pruned_weights_saved_in_a_cache_folder_serve_another_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What one worker pruned, another (here: this process with its memory cleared) loads from the
+    study's cache folder, bit-exact; a changed or undigested file is pruned again, with a warning."""
+    from search.families import build_model
+
+    x = np.random.default_rng(1).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.arange(64) % 4
+    settings = training.TrainSettings(1, 1, 32, 1e-3, 0)
+    base = build_model("mobilenet_v1", (8, 8, 1), 4, 0.25, seed=0)
+    digest = training.weights_digest(base)
+    pruned = training.prune(training.clone(base), 0.5, x, y, settings)
+    training.keep_pruned(pruned, training.pruned_key(digest, settings, x.shape, 0.5), cache_dir=tmp_path)
+    (saved,) = (tmp_path / training.PRUNED_FOLDER).glob("*.npz")
+    assert training.digest_path(saved).read_text().strip() == training.file_sha256(saved)
+
+    def loads() -> bool:
+        training._PRUNED_WEIGHTS.clear()
+        return training.load_pruned(
+            training.clone(base), training.pruned_key(digest, settings, x.shape, 0.5), cache_dir=tmp_path
+        )
+
+    training._PRUNED_WEIGHTS.clear()
+    model = training.clone(base)
+    assert training.load_pruned(model, training.pruned_key(digest, settings, x.shape, 0.5), cache_dir=tmp_path)
+    for a, b in zip(model.get_weights(), pruned.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(training._PRUNED_WEIGHTS.items) == 1  # now in memory too
+    # without the folder, or for another sparsity or base, nothing
+    training._PRUNED_WEIGHTS.clear()
+    assert not training.load_pruned(training.clone(base), training.pruned_key(digest, settings, x.shape, 0.5))
+    assert not training.load_pruned(
+        training.clone(base), training.pruned_key(digest, settings, x.shape, 0.6), cache_dir=tmp_path
+    )
+    assert not training.load_pruned(
+        training.clone(base), training.pruned_key("0" * 64, settings, x.shape, 0.5), cache_dir=tmp_path
+    )
+    # a file changed after saving, or whose digest is gone, is not loaded
+    data = bytearray(saved.read_bytes())
+    data[-100] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="search.training"):
+        assert not loads()
+    assert "pruned weights" in caplog.text and "recorded" in caplog.text
+    training.digest_path(saved).unlink()
+    assert not loads()
+    assert "has no recorded SHA-256" in caplog.text
+    training._PRUNED_WEIGHTS.clear()

@@ -39,16 +39,17 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """The CLI's parser and (``add_subparsers`` makes them of the same class) every sub-command's:
-    an argument error is one line on stderr and exit status 1, as every other error of the CLI."""
+    an argument error is one line on stderr and exit status 1, as every other error of the CLI.
+    ``python -m search.flash_calibrate`` uses it too."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="tinyfront",
         description="Search, measure and export small neural networks for microcontrollers and Linux boards.",
     )

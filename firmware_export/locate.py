@@ -1,6 +1,7 @@
 """Find a trial's artifacts folder in an Optuna storage.
 
-A finished trial records its folder in the user attribute ``artifacts_dir`` (an absolute path);
+A finished trial records its folder in the user attribute ``artifacts_dir`` (an absolute path,
+found again under the study's ``artifacts_root`` when the project moved: :func:`search.names.trial_folder`);
 failed trials may record why in ``fail_reason``.
 """
 
@@ -10,7 +11,8 @@ import logging
 from pathlib import Path
 
 from search._lazy import require
-from search.errors import ExportError
+from search.errors import ExportError, TinyfrontError
+from search.names import trial_folder
 from search.storage import display_error, display_url
 
 
@@ -45,7 +47,7 @@ def trial_artifacts(storage: str, study: str, trial: int) -> Path:
     folder = t.user_attrs.get("artifacts_dir")
     if not folder:
         raise ExportError(f"trial {trial} of study '{study}' records no artifacts_dir, so it has nothing to export")
-    path = Path(folder)
-    if not path.is_dir():
-        raise ExportError(f"trial {trial} of study '{study}' points at artifacts folder {path}, which does not exist")
-    return path
+    try:
+        return trial_folder(folder, study, loaded.user_attrs.get("artifacts_root"))
+    except TinyfrontError as exc:
+        raise ExportError(f"trial {trial} of study '{study}': {exc}") from None

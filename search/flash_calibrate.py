@@ -22,13 +22,13 @@ The same link helpers serve ``benchmarks/flash_vs_link.py``, which links whole m
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import logging
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -570,7 +570,10 @@ def calibrate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m search.flash_calibrate", description=__doc__.split("\n")[0])
+    """The command line: a bad argument or a failed calibration is one line on stderr and exit status 1."""
+    from explorer.cli import OneLineParser  # the CLI's parser: imports no TensorFlow
+
+    parser = OneLineParser(prog="python -m search.flash_calibrate", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--tflm-dir", type=Path, required=True, help="a TFLM tree made with OPTIMIZED_KERNEL_DIR=cmsis_nn"
     )
@@ -584,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         calibrate(args.tflm_dir, args.build_dir, args.cores, args.out, args.jobs, args.members_from)
     except TinyfrontError as exc:
-        print(f"error: {exc}")
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}")
     return 0

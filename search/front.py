@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from search.errors import ConfigError, TinyfrontError
+from search.names import trial_folder
 from search.pareto import hypervolume, knee_point, pareto_mask, thin_within_noise
 from search.result import BUDGETS, OBJECTIVES, budget_of
 from search.storage import fail_reason
@@ -245,13 +245,14 @@ def recheck(storage: str, study_name: str, target: Target) -> FrontReport:
 
     study = open_study(storage, study_name)
     objectives = list(study.user_attrs["objectives"])
+    root = study.user_attrs.get("artifacts_root")
     rows: list[TrialRow] = []
     for trial in study.get_trials(deepcopy=False):
         result: CandidateResult | None = None
         reason: str | None = None
         if trial.state.name == "COMPLETE" and trial.user_attrs.get("artifacts_dir"):
             try:
-                result = remeasure(Path(trial.user_attrs["artifacts_dir"]), target)
+                result = remeasure(trial_folder(trial.user_attrs["artifacts_dir"], study_name, root), target)
             except TinyfrontError as exc:
                 reason = f"not deployable on {target.name}: {exc}"
         row = _row(trial, objectives, target, result.to_dict() if result else None)

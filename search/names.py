@@ -5,6 +5,9 @@ A study name becomes a folder (``<artifacts>/<study>/trial-N``), a run record an
 and every name read back from a storage or a JSON file goes through the same check. Paths built
 from such names, or read from storage, go through :func:`contained` before anything is read,
 written or shown.
+
+A trial records its folder as an absolute path (``artifacts_dir``); :func:`trial_folder` is how
+every reader finds it, also after the project folder was moved or cloned.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from search.errors import ConfigError
+from search.errors import CandidateError, ConfigError
 
 #: Longest study name (also keeps ``<name>.json`` / ``<name>.log`` well below file-name limits).
 MAX_STUDY_NAME = 100
@@ -46,3 +49,20 @@ def contained(root: str | Path, path: str | Path, *, what: str = "path") -> Path
     if not resolved.is_relative_to(base):
         raise ConfigError(f"{what} must stay inside {base}, got {text!r} (resolves to {resolved})")
     return resolved
+
+
+def trial_folder(recorded: str | Path, study_name: str, artifacts_root: str | Path | None) -> Path:
+    """A trial's artifacts folder: ``recorded`` (its ``artifacts_dir``) when it exists, else the folder
+    of the same name in ``<artifacts_root>/<study_name>`` (the study's current root: the project was
+    moved or cloned). CandidateError naming both when neither exists."""
+    path = Path(recorded)
+    if path.is_dir():
+        return path
+    if not artifacts_root:
+        raise CandidateError(f"artifacts folder {path} does not exist (the study records no artifacts root)")
+    study_dir = contained(artifacts_root, check_study_name(study_name), what="study folder")
+    moved = contained(study_dir, path.name or ".", what="trial folder")
+    if moved.parent == study_dir and moved.is_dir():
+        return moved
+    also = "" if moved == path else f", nor does {moved} under the study's artifacts root"
+    raise CandidateError(f"artifacts folder {path} does not exist{also}")

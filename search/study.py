@@ -50,7 +50,7 @@ from search.storage import (
     load_existing_study,
     make_storage,
 )
-from search.targets import Target
+from search.targets import Target, file_sha256
 
 if TYPE_CHECKING:
     import optuna
@@ -183,9 +183,35 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise ConfigError(f"unknown sampler '{name}'; expected one of: {', '.join(SAMPLERS)}")
 
 
-def _target_identity(target: dict[str, Any]) -> dict[str, Any]:
-    """The target fields that define the board and budgets (not where the file came from)."""
-    return {k: v for k, v in target.items() if k != "source"}
+_CALIBRATION = "latency_calibration"
+_CALIBRATION_SHA256 = "latency_calibration_sha256"
+
+
+def _target_differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``key: stored → now`` for each field of two target records that defines the board and budgets.
+
+    Where the targets file came from (``source``) does not count. A calibration file counts by its
+    content when both records carry its SHA-256 (a moved or cloned project finds the same file at
+    another path), by its path when the stored one has no digest (a study made before digests).
+    """
+    by_content = _CALIBRATION_SHA256 in stored and _CALIBRATION_SHA256 in now
+    ignored = {"source", _CALIBRATION_SHA256, *((_CALIBRATION,) if by_content else ())}
+    keys = [k for k in dict.fromkeys([*stored, *now]) if k not in ignored]
+    out = [f"{k}: {_shown(stored.get(k))} → {_shown(now.get(k))}" for k in keys if stored.get(k) != now.get(k)]
+    if by_content and stored[_CALIBRATION_SHA256] != now[_CALIBRATION_SHA256]:
+        before, after = stored[_CALIBRATION_SHA256][:12], now[_CALIBRATION_SHA256][:12]
+        paths = f"{stored.get(_CALIBRATION)} → {now.get(_CALIBRATION)}"
+        if stored.get(_CALIBRATION) == now.get(_CALIBRATION):
+            paths = f"{now.get(_CALIBRATION)} changed"
+        out.append(f"{_CALIBRATION}: {paths}, content sha256 {before}… → {after}…")
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A recorded target value as the refusal shows it: ``512`` for 512.0, ``none`` for None."""
+    if value is None:
+        return "none"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def study_attrs(config: StudyConfig, dataset: Dataset, space: SearchSpace) -> dict[str, Any]:
@@ -215,7 +241,9 @@ def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) ->
     """Create the study, or load it and check it is the same search (target, dataset, family, objectives).
 
     A different search space, sampler or seed on resume is accepted and recorded (``space``,
-    ``sampler``, ``seed`` are updated; ``created`` is kept). Other training settings (epochs,
+    ``sampler``, ``seed`` are updated; ``created`` is kept), and so are other paths of the same
+    search (a moved or cloned project): the target's record (its calibration file found at another
+    path, same content) and ``artifacts_root``. Other training settings (epochs,
     fine-tune epochs, batch size, learning rate) are refused: the trials would mix them.
     """
     import optuna
@@ -244,7 +272,8 @@ def create_or_load_study(config: StudyConfig, dataset: Dataset | None = None) ->
                 study.set_user_attr(key, value)
             return study
     _check_same_search(study, config, attrs)
-    for key in ("space", "sampler", "seed", "early_stop"):
+    # The same search may record other paths: a moved or cloned project (target's calibration file, artifacts).
+    for key in ("space", "sampler", "seed", "early_stop", "target", "artifacts_root"):
         if study.user_attrs.get(key) != attrs[key]:
             log.info(
                 "study %s: %s changed from %r to %r", config.study_name, key, study.user_attrs.get(key), attrs[key]
@@ -258,10 +287,13 @@ def _check_same_search(study: optuna.Study, config: StudyConfig, attrs: dict[str
     name = config.study_name
     if "target" not in stored:
         raise ConfigError(f"study '{name}' exists but was not created by tinyfront (no target recorded); pick --study")
-    if _target_identity(stored["target"]) != _target_identity(attrs["target"]):
+    differences = _target_differences(stored["target"], attrs["target"])
+    if differences:
+        was = stored["target"].get("name")
+        other = f", not '{config.target.name}'" if was != config.target.name else " with other values"
         raise ConfigError(
-            f"study '{name}' was created for target '{stored['target'].get('name')}' with different budgets or "
-            f"hardware, not '{config.target.name}'; use another --study name or `tinyfront recheck`"
+            f"study '{name}' was created for target '{was}'{other} ({'; '.join(differences)}); use another "
+            "--study name or `tinyfront recheck`"
         )
     if stored.get("dataset_fingerprint") != attrs["dataset_fingerprint"]:
         raise ConfigError(
@@ -303,7 +335,7 @@ def config_from_study(
         raise ConfigError(f"study '{study_name}' was not created by tinyfront (no target recorded)")
     training = attrs["training"]
     return StudyConfig(
-        target=Target.from_dict(attrs["target"]),
+        target=_recorded_target(attrs["target"], study_name),
         study_name=study_name,
         storage=storage,
         data=attrs.get("dataset_spec"),
@@ -322,6 +354,26 @@ def config_from_study(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
     )
+
+
+def _recorded_target(record: dict[str, Any], study_name: str) -> Target:
+    """The study's recorded target, when its calibration file (if any) is here with the recorded content."""
+    target = Target.from_dict(record)
+    path, digest = target.latency_calibration, target.latency_calibration_sha256
+    if path is None:
+        return target
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"study '{study_name}' uses latency_calibration {path}, which does not exist here; resume it once with "
+            f"`tinyfront search --study {study_name} --targets FILE` naming the calibration (it records the new path)"
+        )
+    now = file_sha256(Path(path))
+    if digest is not None and now != digest:
+        raise ConfigError(
+            f"study '{study_name}' uses latency_calibration {path}, which changed since the study recorded it "
+            f"(content sha256 {digest[:12]}… → {now[:12]}…); restore it or use another --study name"
+        )
+    return target
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:

@@ -6,6 +6,7 @@ Every error names the file, the target and the key, e.g.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tomllib
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class Target:
     #: A CPI calibration file (``tinyfront calibrate``'s output, absolute path) that the device-runner
     #: latency estimate uses instead of the shipped ``search/calibration/cpi_fit.json``; None: the shipped one.
     latency_calibration: str | None = None
+    #: SHA-256 of that file's bytes when it was loaded: what identifies the calibration (a study
+    #: resumed from a moved or cloned project finds the same file at another path).
+    latency_calibration_sha256: str | None = None
 
     @property
     def is_mcu(self) -> bool:
@@ -94,8 +98,8 @@ class Target:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain values; ``latency_calibration`` only when set, so that the records of
-        studies made before the key existed compare equal to a target without it (resume)."""
+        """The fields as plain values; ``latency_calibration`` and its digest only when set, so that the
+        records of studies made before the keys existed compare equal to a target without them (resume)."""
         data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
@@ -112,6 +116,8 @@ class Target:
         }
         if self.latency_calibration is not None:
             data["latency_calibration"] = self.latency_calibration
+        if self.latency_calibration_sha256 is not None:
+            data["latency_calibration_sha256"] = self.latency_calibration_sha256
         return data
 
     @classmethod
@@ -222,9 +228,10 @@ def _parse_target(file: str, name: str, raw: Any, folder: Path | None = None) ->
         )
     host_scale = r.number(raw, "host_scale", minimum=0, strict=True) if "host_scale" in raw else None
     core = r.text("core").lower()
-    calibration = None
+    calibration = digest = None
     if "latency_calibration" in raw:
         calibration = _calibration(r, core, folder if folder is not None else Path.cwd())
+        digest = file_sha256(Path(calibration))
     return Target(
         name=name,
         description=r.text("description", default=name),
@@ -239,6 +246,7 @@ def _parse_target(file: str, name: str, raw: Any, folder: Path | None = None) ->
         host_scale=host_scale,
         source=file,
         latency_calibration=calibration,
+        latency_calibration_sha256=digest,
     )
 
 
@@ -275,3 +283,11 @@ def _calibration(r: _Reader, core: str, folder: Path) -> str:
             f"'{core}'); calibrate this target with `tinyfront calibrate` {r.where(key)}"
         )
     return str(path)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of ``path``'s bytes, in hex; ConfigError when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None

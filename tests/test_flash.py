@@ -149,3 +149,36 @@ def test_static_ram_grows_by_one_resolver_slot_per_op() -> None:
     assert 8 <= slot <= 128  # a TFLMRegistration (function pointers) plus the op code
     for check in m4["check_links"]:
         assert flash.static_ram_bytes(check["ops"]) == pytest.approx(check["static_ram_bytes"], abs=64)
+
+
+def test_flash_calibrate_refuses_a_bad_argument_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m search.flash_calibrate`` reports errors as ``tinyfront`` does: one line on stderr, exit 1."""
+    from search.flash_calibrate import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--tflm-dir", "tree", "--build-dir", "build", "--jobs", "two"])
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "python -m search.flash_calibrate: error: argument --jobs: invalid int value: 'two' "
+        "(see python -m search.flash_calibrate --help)"
+    ]
+
+
+def test_flash_calibrate_reports_a_failure_in_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.flash_calibrate import main
+
+    tree = tmp_path / "not-a-tree"
+    tree.mkdir()
+    assert (
+        main(["--tflm-dir", str(tree), "--build-dir", str(tmp_path / "build"), "--out", str(tmp_path / "o.json")]) == 1
+    )
+    out, err = capsys.readouterr()
+    assert out == "" and not (tmp_path / "o.json").exists()
+    assert err.splitlines() == [
+        f"python -m search.flash_calibrate: error: {tree} is not a TFLite Micro tree "
+        "(no tensorflow/lite/micro/micro_interpreter.h)"
+    ]

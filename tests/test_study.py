@@ -79,7 +79,7 @@ def test_study_records_itself_and_refuses_another_search(tmp_path: Path) -> None
 
     with pytest.raises(ConfigError, match="created for target 'nucleo-f446re'.*not 'stm32h743'"):
         create_or_load_study(replace(config, target=get_target("stm32h743")), data)
-    with pytest.raises(ConfigError, match="with different budgets"):
+    with pytest.raises(ConfigError, match=r"with other values \(latency_budget_ms: 250 → 10\); use another"):
         create_or_load_study(replace(config, target=config.target.with_budgets(latency_budget_ms=10)), data)
     with pytest.raises(ConfigError, match="searches family 'mobilenet_v1', got 'ds_cnn'"):
         create_or_load_study(replace(config, family="ds_cnn"), data)

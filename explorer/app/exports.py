@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from explorer.app.state import STORAGE_ENV, check_study_name, state_dir, workdir
-from search.errors import ExportError
+from search.errors import ExportError, TinyfrontError
+from search.names import trial_folder
 
 FORMATS: dict[str, str] = {
     "tflm": "TFLite Micro (C++ sources, Makefile / CMake, for microcontrollers)",
@@ -62,15 +63,27 @@ def verification(path: Path) -> dict[str, Any]:
 
 
 def build_bundle(
-    storage: str, study: str, trial: int, fmt: str, artifacts_dir: str | None = None, *, build: bool = False
+    storage: str,
+    study: str,
+    trial: int,
+    fmt: str,
+    artifacts_dir: str | None = None,
+    *,
+    artifacts_root: str | None = None,
+    build: bool = False,
 ) -> Path:
     """The bundle's zip, built now unless an up-to-date one exists; ExportError with the reason otherwise.
 
+    ``artifacts_dir``: the trial's recorded folder (found under the study's ``artifacts_root`` when the
+    project moved), whose ``result.json`` a kept bundle must be newer than.
     ``build``: ``tinyfront export --build`` (TFLite Micro only): cross-compiled for the target's core
     and verified in QEMU before the zip is written.
     """
     out = bundle_path(study, trial, fmt, built=build)
-    result = Path(artifacts_dir) / "result.json" if artifacts_dir else None
+    try:
+        result = trial_folder(artifacts_dir, study, artifacts_root) / "result.json" if artifacts_dir else None
+    except TinyfrontError:
+        result = None  # a kept bundle is served; building one says where the folder was looked for
     if out.is_file() and (result is None or not result.exists() or out.stat().st_mtime >= result.stat().st_mtime):
         return out
     command = [sys.executable, "-m", "explorer.cli", "export", "--study", study, "--trial", str(int(trial))]

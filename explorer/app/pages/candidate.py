@@ -63,13 +63,13 @@ with left:
     st.markdown("**Sparsity: what it really saves**")
     result = None
     if row.artifacts_dir:
-        from pathlib import Path
-
         from search.candidate import load_result
         from search.errors import TinyfrontError
+        from search.names import trial_folder
 
         try:
-            result = load_result(Path(row.artifacts_dir))
+            root = ui.cached_study(study).user_attrs.get("artifacts_root")
+            result = load_result(trial_folder(row.artifacts_dir, study, root))
         except TinyfrontError as exc:
             st.caption(f"Artifacts unreadable: {exc}")
     sparsity = result.sparsity if result is not None else {}

@@ -36,7 +36,8 @@ if not row.feasible:
         f"Trial {number} is over budget ({over}) on {report.target['name']}: check the Candidate page before deploying."
     )
 with ui.boundary(), st.spinner(f"Building the {fmt} bundle of trial {number} (real conversion, can take a minute)..."):
-    path = exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir)
+    root = ui.cached_study(study).user_attrs.get("artifacts_root")
+    path = exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir, artifacts_root=root)
     files = exports.bundle_files(path)
 size = path.stat().st_size
 st.markdown(
@@ -88,5 +89,7 @@ with st.container(border=True, key="bundle_verification"):
                     ui.boundary(),
                     st.spinner("Cross-compiling TFLite Micro + CMSIS-NN and running the image in QEMU..."),
                 ):
-                    exports.build_bundle(state.storage_url(), study, number, fmt, row.artifacts_dir, build=True)
+                    exports.build_bundle(
+                        state.storage_url(), study, number, fmt, row.artifacts_dir, artifacts_root=root, build=True
+                    )
                     st.rerun()

@@ -41,8 +41,9 @@ from search.targets import get_target  # noqa: E402
 
 def run_workers(
     args: argparse.Namespace, out: Path, workers: int, storage: str | None = None
-) -> tuple[float, float, int]:
-    """(wall seconds, steady-state trials per minute, trials) of one fresh study run with ``workers``.
+) -> tuple[float, float, int, int]:
+    """(wall seconds, steady-state trials per minute, trials, trials that started from pruned weights
+    kept by an earlier trial) of one fresh study run with ``workers``.
 
     Steady state: trials finished between the first trial's end and the last one's, per minute of
     that span (TensorFlow start-up and the first base model's training excluded)."""
@@ -81,7 +82,8 @@ def run_workers(
     ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
     span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
     steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")
-    return seconds, steady, len(study.trials)
+    reused = sum(bool(t.user_attrs.get("result", {}).get("reused_pruning")) for t in study.trials)
+    return seconds, steady, len(study.trials), reused
 
 
 def reuse(args: argparse.Namespace, out: Path) -> tuple[float, float, int]:
@@ -138,11 +140,12 @@ def main() -> None:
         for repeat in range(max(1, args.repeat)):
             rates: dict[str, tuple[float, float]] = {}
             for label, workers, storage in runs:
-                seconds, steady, n = run_workers(args, out, workers, storage)
+                seconds, steady, n, reused = run_workers(args, out, workers, storage)
                 rates[label] = (n / seconds * 60, steady)
                 print(
                     f"run {repeat + 1}: {label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} "
-                    f"trials/min wall (start-up included), {steady:5.2f} trials/min steady state"
+                    f"trials/min wall (start-up included), {steady:5.2f} trials/min steady state; "
+                    f"{reused} started from kept pruned weights"
                 )
             one = rates["1 worker, SQLite"]
             for label, (wall, steady) in rates.items():

@@ -1,7 +1,8 @@
 """Find a trial's artifacts folder in an Optuna storage.
 
 A finished trial records its folder in the user attribute ``artifacts_dir`` (an absolute path,
-found again under the study's ``artifacts_root`` when the project moved: :func:`search.names.trial_folder`);
+found again under the study's ``artifacts_root``, or the working folder's, when the project moved:
+:func:`search.names.trial_folder`);
 failed trials may record why in ``fail_reason``.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from search._lazy import require
 from search.errors import ExportError, TinyfrontError
-from search.names import trial_folder
+from search.names import DEFAULT_ARTIFACTS_ROOT, trial_folder
 from search.storage import display_error, display_url
 
 
@@ -48,6 +49,6 @@ def trial_artifacts(storage: str, study: str, trial: int) -> Path:
     if not folder:
         raise ExportError(f"trial {trial} of study '{study}' records no artifacts_dir, so it has nothing to export")
     try:
-        return trial_folder(folder, study, loaded.user_attrs.get("artifacts_root"))
+        return trial_folder(folder, study, loaded.user_attrs.get("artifacts_root"), DEFAULT_ARTIFACTS_ROOT)
     except TinyfrontError as exc:
         raise ExportError(f"trial {trial} of study '{study}': {exc}") from None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.errors import ConfigError, TinyfrontError
-from search.names import trial_folder
+from search.names import DEFAULT_ARTIFACTS_ROOT, trial_folder
 from search.pareto import hypervolume, knee_point, pareto_mask, thin_within_noise
 from search.result import BUDGETS, OBJECTIVES, budget_of
 from search.storage import fail_reason
@@ -252,7 +252,9 @@ def recheck(storage: str, study_name: str, target: Target) -> FrontReport:
         reason: str | None = None
         if trial.state.name == "COMPLETE" and trial.user_attrs.get("artifacts_dir"):
             try:
-                result = remeasure(trial_folder(trial.user_attrs["artifacts_dir"], study_name, root), target)
+                result = remeasure(
+                    trial_folder(trial.user_attrs["artifacts_dir"], study_name, root, DEFAULT_ARTIFACTS_ROOT), target
+                )
             except TinyfrontError as exc:
                 reason = f"not deployable on {target.name}: {exc}"
         row = _row(trial, objectives, target, result.to_dict() if result else None)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from search.errors import CandidateError, ConfigError
 
+#: The artifacts root unless told otherwise: ``tinyfront_artifacts`` in the working folder.
+DEFAULT_ARTIFACTS_ROOT = "tinyfront_artifacts"
 #: Longest study name (also keeps ``<name>.json`` / ``<name>.log`` well below file-name limits).
 MAX_STUDY_NAME = 100
 _NAME_RE = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_STUDY_NAME}}}")
@@ -51,18 +53,25 @@ def contained(root: str | Path, path: str | Path, *, what: str = "path") -> Path
     return resolved
 
 
-def trial_folder(recorded: str | Path, study_name: str, artifacts_root: str | Path | None) -> Path:
+def trial_folder(recorded: str | Path, study_name: str, *roots: str | Path | None) -> Path:
     """A trial's artifacts folder: ``recorded`` (its ``artifacts_dir``) when it exists, else the folder
-    of the same name in ``<artifacts_root>/<study_name>`` (the study's current root: the project was
-    moved or cloned). CandidateError naming both when neither exists."""
+    of the same name in ``<root>/<study_name>`` for the first of ``roots`` that has it (the study's
+    recorded root, then the working folder's: the project was moved or cloned). CandidateError
+    naming every folder looked in when none exists."""
     path = Path(recorded)
     if path.is_dir():
         return path
-    if not artifacts_root:
-        raise CandidateError(f"artifacts folder {path} does not exist (the study records no artifacts root)")
-    study_dir = contained(artifacts_root, check_study_name(study_name), what="study folder")
-    moved = contained(study_dir, path.name or ".", what="trial folder")
-    if moved.parent == study_dir and moved.is_dir():
-        return moved
-    also = "" if moved == path else f", nor does {moved} under the study's artifacts root"
-    raise CandidateError(f"artifacts folder {path} does not exist{also}")
+    looked = [path]
+    for root in roots:
+        if not root:
+            continue
+        study_dir = contained(root, check_study_name(study_name), what="study folder")
+        moved = contained(study_dir, path.name or ".", what="trial folder")
+        if moved.parent == study_dir and moved.is_dir():
+            return moved
+        if moved not in looked:
+            looked.append(moved)
+    if len(looked) == 1:
+        raise CandidateError(f"artifacts folder {path} does not exist (and there is no artifacts root to look in)")
+    others = ", ".join(str(p) for p in looked[1:])
+    raise CandidateError(f"artifacts folder {path} does not exist, nor does {others} (the artifacts roots looked in)")

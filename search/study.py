@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.errors import CandidateError, ConfigError
-from search.names import check_study_name, contained
+from search.names import DEFAULT_ARTIFACTS_ROOT, check_study_name, contained
 from search.result import BUDGETS, OBJECTIVES, CandidateSpec
 from search.space import SearchSpace, suggest
 from search.storage import (
@@ -64,7 +64,6 @@ SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random")
 #: (a constraint on every trial) without being a fourth objective, which keeps the front small
 #: and readable and the hypervolume cheap; pass ``objectives`` to add it.
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("accuracy", "latency_ms", "flash_kb")
-DEFAULT_ARTIFACTS_ROOT = "tinyfront_artifacts"
 #: Random trials before TPE starts modelling (see benchmarks/search_efficiency.py for the choice).
 TPE_STARTUP_TRIALS = 5
 #: Seeds are 32-bit unsigned (numpy's and Optuna's samplers take 0 <= seed < 2**32).

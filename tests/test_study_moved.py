@@ -161,18 +161,26 @@ def _finished_trial(study: optuna.Study, folder: Path) -> None:
     study.add_trial(trial)
 
 
-def test_a_moved_trial_folder_is_found_under_the_current_artifacts_root(tmp_path: Path, data: Dataset) -> None:
+def test_a_moved_trial_folder_is_found_under_the_current_artifacts_root(
+    tmp_path: Path, data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = _project(tmp_path / "old")
     study = create_or_load_study(_config(old), data)
     _finished_trial(study, old / "tinyfront_artifacts" / STUDY / "trial-0")
     recorded = str(old / "tinyfront_artifacts" / STUDY / "trial-0")
     new = old.rename(tmp_path / "new").resolve()
     storage = _config(new).storage
-    with pytest.raises(ExportError, match=rf"trial 0 of study '{STUDY}': artifacts folder {re.escape(recorded)} does"):
-        trial_artifacts(storage, STUDY, 0)  # the study still records the old root
-
-    create_or_load_study(_config(new), data)  # resumed in the moved project: the new root is recorded
     found = new / "tinyfront_artifacts" / STUDY / "trial-0"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ExportError, match=rf"trial 0 of study '{STUDY}': artifacts folder {re.escape(recorded)} does"):
+        trial_artifacts(storage, STUDY, 0)  # the study still records the old root; the working folder has none
+    monkeypatch.chdir(new)
+    assert trial_artifacts(storage, STUDY, 0) == found  # under the working folder's tinyfront_artifacts
+
+    monkeypatch.chdir(elsewhere)
+    create_or_load_study(_config(new), data)  # resumed in the moved project: the new root is recorded
     assert trial_artifacts(storage, STUDY, 0) == found
     assert (trial_artifacts(storage, STUDY, 0) / "result.json").read_text() == "{}"
 
@@ -181,6 +189,6 @@ def test_a_moved_trial_folder_is_found_under_the_current_artifacts_root(tmp_path
     with pytest.raises(ExportError) as err:
         trial_artifacts(storage, STUDY, 0)
     assert str(err.value) == (
-        f"trial 0 of study '{STUDY}': artifacts folder {recorded} does not exist, nor does {found} under the "
-        "study's artifacts root"
+        f"trial 0 of study '{STUDY}': artifacts folder {recorded} does not exist, nor does {found}, "
+        f"{elsewhere.resolve() / 'tinyfront_artifacts' / STUDY / 'trial-0'} (the artifacts roots looked in)"
     )

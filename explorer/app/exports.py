@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.app.state import STORAGE_ENV, check_study_name, state_dir, workdir
+from explorer.app.state import artifacts_root as workdir_artifacts
 from search.errors import ExportError, TinyfrontError
 from search.names import trial_folder
 
@@ -74,14 +75,15 @@ def build_bundle(
 ) -> Path:
     """The bundle's zip, built now unless an up-to-date one exists; ExportError with the reason otherwise.
 
-    ``artifacts_dir``: the trial's recorded folder (found under the study's ``artifacts_root`` when the
-    project moved), whose ``result.json`` a kept bundle must be newer than.
+    ``artifacts_dir``: the trial's recorded folder (found under the study's ``artifacts_root``, or the
+    working folder's, when the project moved), whose ``result.json`` a kept bundle must be newer than.
     ``build``: ``tinyfront export --build`` (TFLite Micro only): cross-compiled for the target's core
     and verified in QEMU before the zip is written.
     """
     out = bundle_path(study, trial, fmt, built=build)
     try:
-        result = trial_folder(artifacts_dir, study, artifacts_root) / "result.json" if artifacts_dir else None
+        folder = trial_folder(artifacts_dir, study, artifacts_root, workdir_artifacts()) if artifacts_dir else None
+        result = folder / "result.json" if folder is not None else None
     except TinyfrontError:
         result = None  # a kept bundle is served; building one says where the folder was looked for
     if out.is_file() and (result is None or not result.exists() or out.stat().st_mtime >= result.stat().st_mtime):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from explorer.app import charts, tables, ui
+from explorer.app import charts, state, tables, ui
 
 ui.setup()
 st.title("Candidate")
@@ -69,7 +69,7 @@ with left:
 
         try:
             root = ui.cached_study(study).user_attrs.get("artifacts_root")
-            result = load_result(trial_folder(row.artifacts_dir, study, root))
+            result = load_result(trial_folder(row.artifacts_dir, study, root, state.artifacts_root()))
         except TinyfrontError as exc:
             st.caption(f"Artifacts unreadable: {exc}")
     sparsity = result.sparsity if result is not None else {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,38 @@ def test_same_seed_same_parameter_sequence(sampler: str) -> None:
     first, second = params(1), params(2)
     assert len(first) == 14 and first == second
     assert len({json.dumps(p, sort_keys=True) for p in first}) > 7  # not one point repeated
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the garbage collector frees it
+
+
+def test_objects_alive_before_the_trials_are_left_out_of_collections_while_they_run() -> None:
+    space = SearchSpace().resolved(get_target("nucleo-f446re"))
+    gc.collect()
+    alive = len(gc.get_objects())
+    frozen: list[int] = []
+    made: list[weakref.ref[_Node]] = []
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        frozen.append(gc.get_freeze_count())
+        made.append(weakref.ref(_Node()))
+        return _synthetic(trial, space)
+
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("random", 0))
+    optimize_until(study, objective, 3)
+    assert len(frozen) == 3 and min(frozen) >= 0.9 * alive  # what lived before is left out...
+    assert all(ref() is None for ref in made)  # ...what the trials made is still collected
+    assert gc.get_freeze_count() == 0  # and everything is put back afterwards
+
+    gc.freeze()  # something else froze objects: left as it is
+    try:
+        count = gc.get_freeze_count()
+        optimize_until(study, objective, 4)
+        assert gc.get_freeze_count() >= 0.9 * count  # not put back by the search
+    finally:
+        gc.unfreeze()
 
 
 def test_failed_candidates_count_toward_the_budget(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ core count and load average are printed too: on a shared machine the figures mov
     python benchmarks/search_throughput.py                 # 4 trials per run, epochs 1
     python benchmarks/search_throughput.py --trials 12 --epochs 3
     python benchmarks/search_throughput.py --trials 40 --epochs 3 --finetune-epochs 2 --repeat 3
+    python benchmarks/search_throughput.py --data bench:kws --family ds_cnn --target nucleo-l4r5zi \
+        --trials 60 --epochs 5 --finetune-epochs 2 --full-space --skip-reuse
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ from search.targets import get_target  # noqa: E402
 
 def run_workers(
     args: argparse.Namespace, out: Path, workers: int, storage: str | None = None
-) -> tuple[float, float, int, int]:
-    """(wall seconds, steady-state trials per minute, trials, trials that started from pruned weights
-    kept by an earlier trial) of one fresh study run with ``workers``.
+) -> tuple[float, float, int, int, int]:
+    """(wall seconds, steady-state trials per minute, trials, trials built (not a repeat of an earlier
+    trial's candidate, whose record is served), built trials that started from pruned weights kept by
+    an earlier trial) of one fresh study run with ``workers``.
 
     Steady state: trials finished between the first trial's end and the last one's, per minute of
     that span (TensorFlow start-up and the first base model's training excluded)."""
@@ -58,7 +61,9 @@ def run_workers(
         storage=storage or f"sqlite:///{folder / 'study.db'}",
         data=args.data,
         family=args.family,
-        space=SearchSpace(width_min=0.25, width_max=0.5, precisions=("int8", "float32", "int16x8")),
+        space=SearchSpace()
+        if args.full_space
+        else SearchSpace(width_min=0.25, width_max=0.5, precisions=("int8", "float32", "int16x8")),
         sampler="random",
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
@@ -82,8 +87,9 @@ def run_workers(
     ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
     span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
     steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")
-    reused = sum(bool(t.user_attrs.get("result", {}).get("reused_pruning")) for t in study.trials)
-    return seconds, steady, len(study.trials), reused
+    built = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    reused = sum(bool(t.user_attrs.get("result", {}).get("reused_pruning")) for t in built)
+    return seconds, steady, len(study.trials), len(built), reused
 
 
 def reuse(args: argparse.Namespace, out: Path) -> tuple[float, float, int]:
@@ -124,6 +130,12 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--out", default="tinyfront_bench/search_throughput")
     ap.add_argument("--repeat", type=int, default=1, help="run the worker comparison this many times (medians printed)")
+    ap.add_argument(
+        "--full-space",
+        action="store_true",
+        help="search the default space (4 widths, 9 sparsities, every precision of the target) instead of "
+        "widths 0.25-0.5 at int8, float32 and int16x8",
+    )
     ap.add_argument("--skip-workers", action="store_true")
     ap.add_argument("--skip-reuse", action="store_true")
     args = ap.parse_args()
@@ -131,7 +143,10 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
-    print(f"family {args.family}, epochs {args.epochs}, fine-tune epochs {args.finetune_epochs}, target {args.target}")
+    print(
+        f"family {args.family}, epochs {args.epochs}, fine-tune epochs {args.finetune_epochs}, target {args.target}, "
+        f"{'default space' if args.full_space else 'widths 0.25-0.5, int8 / float32 / int16x8'}"
+    )
     if not args.skip_workers:
         runs = [("1 worker, SQLite", 1, None), ("2 workers, SQLite", 2, None)]
         if args.postgres:
@@ -140,12 +155,12 @@ def main() -> None:
         for repeat in range(max(1, args.repeat)):
             rates: dict[str, tuple[float, float]] = {}
             for label, workers, storage in runs:
-                seconds, steady, n, reused = run_workers(args, out, workers, storage)
+                seconds, steady, n, built, reused = run_workers(args, out, workers, storage)
                 rates[label] = (n / seconds * 60, steady)
                 print(
                     f"run {repeat + 1}: {label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} "
                     f"trials/min wall (start-up included), {steady:5.2f} trials/min steady state; "
-                    f"{reused} started from kept pruned weights"
+                    f"{built} built ({reused} from kept pruned weights), {n - built} repeats served"
                 )
             one = rates["1 worker, SQLite"]
             for label, (wall, steady) in rates.items():

@@ -221,9 +221,9 @@ def frozen_heap() -> Iterator[None]:
     some 400,000) out of every garbage collection while the trials run, and put them back after.
 
     Optuna collects garbage after each trial (a trial's Keras models hold reference cycles); with
-    TensorFlow loaded that full collection walks every object of the process, about 0.17 s each time
-    on this machine (``benchmarks/gc_pause.py``). Objects made during the trials are collected as
-    before. Nothing is frozen when something else in this process already froze objects.
+    TensorFlow loaded that full collection walks every object of the process: about 240 ms each time
+    on this machine, about 11 ms with these objects left out (``benchmarks/gc_pause.py``). Objects
+    made during the trials are collected as before. Nothing is frozen when something else in this process already froze objects.
     """
     if gc.get_freeze_count():
         yield

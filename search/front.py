@@ -252,11 +252,14 @@ def recheck(storage: str, study_name: str, target: Target) -> FrontReport:
         reason: str | None = None
         if trial.state.name == "COMPLETE" and trial.user_attrs.get("artifacts_dir"):
             try:
-                result = remeasure(
-                    trial_folder(trial.user_attrs["artifacts_dir"], study_name, root, DEFAULT_ARTIFACTS_ROOT), target
-                )
+                folder = trial_folder(trial.user_attrs["artifacts_dir"], study_name, root, DEFAULT_ARTIFACTS_ROOT)
             except TinyfrontError as exc:
-                reason = f"not deployable on {target.name}: {exc}"
+                reason = f"not rechecked, its artifacts are gone: {exc}"
+            else:
+                try:
+                    result = remeasure(folder, target)
+                except TinyfrontError as exc:
+                    reason = f"not deployable on {target.name}: {exc}"
         row = _row(trial, objectives, target, result.to_dict() if result else None)
         if reason is not None:
             row.fail_reason = reason

@@ -223,7 +223,8 @@ def frozen_heap() -> Iterator[None]:
     Optuna collects garbage after each trial (a trial's Keras models hold reference cycles); with
     TensorFlow loaded that full collection walks every object of the process: about 240 ms each time
     on this machine, about 11 ms with these objects left out (``benchmarks/gc_pause.py``). Objects
-    made during the trials are collected as before. Nothing is frozen when something else in this process already froze objects.
+    made during the trials are collected as before. Nothing is frozen when something else in this
+    process already froze objects.
     """
     if gc.get_freeze_count():
         yield

@@ -192,3 +192,7 @@ def test_a_moved_trial_folder_is_found_under_the_current_artifacts_root(
         f"trial 0 of study '{STUDY}': artifacts folder {recorded} does not exist, nor does {found}, "
         f"{elsewhere.resolve() / 'tinyfront_artifacts' / STUDY / 'trial-0'} (the artifacts roots looked in)"
     )
+    from search.front import recheck
+
+    (row,) = recheck(storage, STUDY, get_target("board", new / "targets.toml")).trials
+    assert row.fail_reason == f"not rechecked, its artifacts are gone: {str(err.value).split(': ', 1)[1]}"

@@ -12,6 +12,7 @@ every reader finds it, also after the project folder was moved or cloned.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -75,3 +76,12 @@ def trial_folder(recorded: str | Path, study_name: str, *roots: str | Path | Non
         raise CandidateError(f"artifacts folder {path} does not exist (and there is no artifacts root to look in)")
     others = ", ".join(str(p) for p in looked[1:])
     raise CandidateError(f"artifacts folder {path} does not exist, nor does {others} (the artifacts roots looked in)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex, read in 1 MiB blocks (OSError when it cannot be read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -6,13 +6,13 @@ Every error names the file, the target and the key, e.g.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from search import names
 from search.errors import ConfigError
 
 Runtime = Literal["tflm", "onnxruntime", "litert"]
@@ -286,8 +286,9 @@ def _calibration(r: _Reader, core: str, folder: Path) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of ``path``'s bytes, in hex; ConfigError when it cannot be read."""
+    """The SHA-256 of ``path``'s bytes, in hex (:func:`search.names.file_sha256`); ConfigError when it
+    cannot be read."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return names.file_sha256(path)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None

@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -35,6 +35,7 @@ import numpy as np
 
 from search import _lazy
 from search.errors import CandidateError
+from search.names import file_sha256
 
 if TYPE_CHECKING:
     import tf_keras
@@ -154,16 +155,7 @@ def train_base(
     _build_for_fit(model, x_train, y_train)
     model.fit(x_train, y_train, epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True, verbose=0)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".keras", dir=cached.parent)
-        os.close(fd)
-        try:
-            model.save(tmp)
-            _write_atomic(digest_path(cached), file_sha256(Path(tmp)) + "\n")
-            os.replace(tmp, cached)  # atomic: concurrent workers never see half a file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        _save_with_digest(cached, model.save)
     return model, False
 
 
@@ -172,12 +164,19 @@ def digest_path(cached: Path) -> Path:
     return cached.with_name(cached.name + ".sha256")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _save_with_digest(path: Path, write: Callable[[str], Any]) -> None:
+    """Save ``path`` through ``write(temporary file beside it)``, record its SHA-256 beside it, then
+    move it into place: atomic, so concurrent workers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        _write_atomic(digest_path(path), file_sha256(Path(tmp)) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -467,16 +466,8 @@ def _read_pruned(path: Path) -> tuple[str, list[np.ndarray]] | None:
 
 def _save_pruned(path: Path, signature: str, weights: list[np.ndarray]) -> None:
     """Save atomically, with the file's SHA-256 beside it, so concurrent workers never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, np.array(signature), *weights)  # arr_0: the signature, arr_1...: the weights
-        _write_atomic(digest_path(path), file_sha256(Path(tmp)) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # arr_0: the signature, arr_1...: the weights
+    _save_with_digest(path, lambda tmp: np.savez(tmp, np.array(signature), *weights))
 
 
 def load_pruned(model: tf_keras.Model, key: PrunedKey | None, *, cache_dir: Path | None = None) -> bool:

@@ -20,10 +20,9 @@ import importlib
 import sys
 import threading
 from collections.abc import Sequence
-from typing import NoReturn
 
 from explorer.commands._args import resolve_storage
-from search.errors import TinyfrontError
+from search.errors import OneLineParser, TinyfrontError
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.targets",
@@ -37,15 +36,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "explorer.commands.calibrate",
     "explorer.commands.app",
 )
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """The CLI's parser and (``add_subparsers`` makes them of the same class) every sub-command's:
-    an argument error is one line on stderr and exit status 1, as every other error of the CLI.
-    ``python -m search.flash_calibrate`` uses it too."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

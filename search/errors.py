@@ -6,6 +6,9 @@ IPython magic: ``UsageError``, Streamlit page: ``st.error``).
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class TinyfrontError(Exception):
     """Base class of every error tinyfront raises for bad input or failed work."""
@@ -33,3 +36,13 @@ class ExportError(TinyfrontError):
 
 class StorageError(TinyfrontError):
     """The Optuna storage failed (locked too long, overwritten, unreachable): not a candidate's fault."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose error is one line on stderr and exit status 1, as every other error
+    of a command line here (not argparse's usage block and exit 2). The ``tinyfront`` CLI and every
+    sub-command's parser (``add_subparsers`` makes them of the same class) use it, and so does
+    ``python -m search.flash_calibrate``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.errors import TinyfrontError
+from search.errors import OneLineParser, TinyfrontError
 
 log = logging.getLogger(__name__)
 
@@ -571,8 +571,6 @@ def calibrate(
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: a bad argument or a failed calibration is one line on stderr and exit status 1."""
-    from explorer.cli import OneLineParser  # the CLI's parser: imports no TensorFlow
-
     parser = OneLineParser(prog="python -m search.flash_calibrate", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--tflm-dir", type=Path, required=True, help="a TFLM tree made with OPTIMIZED_KERNEL_DIR=cmsis_nn"

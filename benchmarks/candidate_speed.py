@@ -36,7 +36,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_FAMILY = {"demo": "mobilenet_v1", "bench:kws": "ds_cnn", "bench:vww": "mobilenet_v1"}
+from _workload import add_workload_arguments, describe, family_for  # noqa: E402
+
 DENSE = (("int8", 0.0), ("float32", 0.0), ("int16x8", 0.0))
 PRUNED = (("int8", 0.3), ("int16x8", 0.5), ("int8", 0.6), ("float32", 0.75))
 #: The precision that prunes first in the "reused weights" pass.
@@ -50,14 +51,11 @@ def p(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="demo", help="demo, bench:kws or bench:vww")
-    parser.add_argument("--family", help="model family (default: mobilenet_v1; ds_cnn for bench:kws)")
-    parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=5)
+    add_workload_arguments(parser, data="demo")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--target", default="stm32l552")
     args = parser.parse_args()
-    family = args.family or DEFAULT_FAMILY.get(args.data, "mobilenet_v1")
+    family = family_for(args)
 
     start = time.perf_counter()
     from search import _lazy
@@ -79,11 +77,7 @@ def main() -> None:
             finetune_epochs=args.finetune_epochs,
         )  # fmt: skip
 
-    print(
-        f"{args.data}: {len(data.x_train)} training samples of {data.x_train.shape[1:]}, {data.num_classes} classes; "
-        f"{family} width {args.width:g}, {args.epochs} epochs + {args.finetune_epochs} fine-tune; "
-        f"target {target.name}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
-    )
+    print(f"{describe(args, data, family)}; {args.finetune_epochs} fine-tune epochs; target {target.name}")
     rows: dict[str, dict[str, list[float]]] = {}
     accuracy: dict[tuple[str, str, float], float] = {}
 

@@ -37,20 +37,18 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_FAMILY = {"demo": "mobilenet_v1", "bench:kws": "ds_cnn", "bench:vww": "mobilenet_v1"}
+from _workload import add_workload_arguments, describe, family_for  # noqa: E402
+
 SPARSITIES = (0.3, 0.5, 0.6, 0.7, 0.8)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="bench:kws", help="demo, bench:kws or bench:vww")
-    parser.add_argument("--family", help="model family (default: ds_cnn for bench:kws, else mobilenet_v1)")
-    parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=5, help="base model epochs")
+    add_workload_arguments(parser, data="bench:kws")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 3], help="fine-tune epochs to compare")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    family = args.family or DEFAULT_FAMILY.get(args.data, "mobilenet_v1")
+    family = family_for(args)
     default = 2
 
     from search import _lazy, training
@@ -60,12 +58,7 @@ def main() -> None:
     keras = _lazy.keras()
     data = load_dataset(args.data)
     settings = training.TrainSettings(epochs=args.epochs)
-    print(
-        f"{args.data}: {len(data.x_train)} training samples of {data.x_train.shape[1:]}, {data.num_classes} classes; "
-        f"{family} width {args.width:g}, base {args.epochs} epochs, batch {settings.batch_size}; "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    print(f"{describe(args, data, family)}; batch {settings.batch_size}", flush=True)
     keras.utils.set_random_seed(0)
     model = build_model(family, data.x_train.shape[1:], data.num_classes, args.width)
     training._compile(model, settings.learning_rate)

@@ -33,19 +33,17 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_FAMILY = {"demo": "mobilenet_v1", "bench:kws": "ds_cnn", "bench:vww": "mobilenet_v1"}
+from _workload import add_workload_arguments, describe, family_for  # noqa: E402
+
 KINDS = ("numpy arrays", "batches()")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="bench:kws", help="demo, bench:kws or bench:vww")
-    parser.add_argument("--family", help="model family (default: ds_cnn for bench:kws, else mobilenet_v1)")
-    parser.add_argument("--width", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=5)
+    add_workload_arguments(parser, data="bench:kws")
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
-    family = args.family or DEFAULT_FAMILY.get(args.data, "mobilenet_v1")
+    family = family_for(args)
 
     from search import _lazy, training
     from search.data import load_dataset
@@ -54,12 +52,7 @@ def main() -> None:
     keras = _lazy.keras()
     data = load_dataset(args.data)
     settings = training.TrainSettings(epochs=args.epochs)
-    print(
-        f"{args.data}: {len(data.x_train)} training samples of {data.x_train.shape[1:]}; {family} width "
-        f"{args.width:g}, {args.epochs} epochs, batch {settings.batch_size}; {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.2f}",
-        flush=True,
-    )
+    print(f"{describe(args, data, family)}; batch {settings.batch_size}", flush=True)
     gc.collect()
     gc.freeze()
     seconds: dict[str, list[float]] = {k: [] for k in KINDS}

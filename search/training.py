@@ -124,13 +124,16 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Any:
     returned: a third of a 2.3 s pruning fine-tune of the KWS-shaped workload. A 96x96 base model's
     fit sometimes took 10 s more than its usual 13-15 s (``benchmarks/fit_input.py``). A tf.data
     pipeline with autotuning on still took the 0.4 s now and then; with it off, no fit did in the
-    same experiments. The arrays are in memory, so a batch is a slice and needs no prefetch.
+    same experiments. The arrays are in memory, so a batch is a gather and needs no prefetch. The
+    shuffle holds indices, so the pipeline keeps one copy of the data, as Keras' own does.
     """
     tf = _lazy.tensorflow()
     options = tf.data.Options()
     options.autotune.enabled = False
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).with_options(options)
+    x_all, y_all = tf.constant(x), tf.constant(y)  # one copy of the data: the shuffle holds indices, not samples
+    order = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    pipeline = order.batch(batch_size).map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+    return pipeline.with_options(options)
 
 
 def keras_accuracy(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:

@@ -203,3 +203,27 @@ def test_pruned_weights_saved_in_a_cache_folder_serve_another_process(
     assert not loads()
     assert "has no recorded SHA-256" in caplog.text
     training._PRUNED_WEIGHTS.clear()
+
+
+def test_batches_cover_every_sample_once_per_epoch_in_a_seeded_order() -> None:
+    """``batches`` is ``fit(shuffle=True)``'s batching: every sample once per epoch, the last batch
+    smaller, a new order every epoch, and the same orders again for the same seed."""
+    rng = np.random.default_rng(3)
+    x = rng.random((150, 4, 2, 1), dtype=np.float32)
+    y = np.arange(150, dtype=np.int64)  # the label names its sample
+
+    def epochs(seed: int, n: int = 2) -> list[list[np.ndarray]]:
+        pipeline = training.batches(x, y, 64, seed)
+        return [[b.numpy() for _, b in pipeline] for _ in range(n)]
+
+    first = epochs(seed=0)
+    for epoch in first:
+        assert [len(b) for b in epoch] == [64, 64, 22]
+        assert sorted(np.concatenate(epoch).tolist()) == list(range(150))
+    assert not np.array_equal(np.concatenate(first[0]), np.concatenate(first[1]))  # reshuffled each epoch
+    again = epochs(seed=0)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
+    assert not np.array_equal(np.concatenate(epochs(seed=1)[0]), np.concatenate(first[0]))
+    xb, yb = next(iter(training.batches(x, y, 64, 0)))
+    np.testing.assert_array_equal(xb.numpy(), x[yb.numpy()])  # each sample stays with its label

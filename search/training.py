@@ -326,9 +326,7 @@ class _PruningSession:
         _compile(self.wrapped, settings.learning_rate / 2)
         _build_for_fit(self.wrapped, x_sample, y_sample)
         self.initial = self.wrapped.get_weights()  # masks 1, thresholds 0, pruning step -1
-        self.epochs = max(1, settings.finetune_epochs)
-        self.batch_size = settings.batch_size
-        self.seed = settings.seed
+        self.settings = settings
 
     def _pairs(self, model: tf_keras.Model) -> list[tuple[Any, Any]]:
         """(the caller's layer, the same layer inside the wrapped copy) for every layer with weights, by
@@ -354,8 +352,8 @@ class _PruningSession:
             var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
         self.final_sparsity.assign(sparsity)
         self.wrapped.fit(
-            batches(x_train, y_train, self.batch_size, self.seed),
-            epochs=self.epochs,
+            batches(x_train, y_train, self.settings.batch_size, self.settings.seed),
+            epochs=max(1, self.settings.finetune_epochs),
             callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks],
             verbose=0,
         )

@@ -7,7 +7,9 @@ TensorFlow is first imported; :func:`tensorflow` and :func:`keras` guarantee tha
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import sys
 from types import ModuleType
 
 from search.errors import TinyfrontError
@@ -79,6 +81,29 @@ def keras() -> ModuleType:
 
 
 def tfmot() -> ModuleType:
-    """``tensorflow_model_optimization``."""
+    """``tensorflow_model_optimization``, imported without importing Keras 3 (:func:`_keras3_installed`)."""
     tensorflow()
-    return require("tensorflow_model_optimization")
+    if "tensorflow_model_optimization" in sys.modules or not _keras3_installed() or "keras" in sys.modules:
+        return require("tensorflow_model_optimization")
+    # tfmot's pruning registry runs ``from keras.engine import base_layer``, a Keras 2 path. With Keras 3
+    # installed that imports all of Keras 3 (and scikit-learn through it), about 1.1 s here, only to
+    # fail with ImportError, after which tfmot goes on without it. ``None`` in ``sys.modules`` makes
+    # that import fail at once, with the same ImportError; the entry is removed straight after.
+    sys.modules.setdefault(_KERAS2_ENGINE, None)  # type: ignore[arg-type]
+    try:
+        return require("tensorflow_model_optimization")
+    finally:
+        if sys.modules.get(_KERAS2_ENGINE, 0) is None:
+            del sys.modules[_KERAS2_ENGINE]
+
+
+_KERAS2_ENGINE = "keras.engine"
+
+
+def _keras3_installed() -> bool:
+    """Whether the installed ``keras`` package is Keras 3 or later (which has no ``keras.engine``)."""
+    try:
+        major = importlib.metadata.version("keras").split(".")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return major.isdigit() and int(major) >= 3

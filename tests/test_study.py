@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 import weakref
 from dataclasses import replace
 from pathlib import Path
@@ -172,6 +174,27 @@ def test_objects_alive_before_the_trials_are_left_out_of_collections_while_they_
         assert gc.get_freeze_count() >= 0.9 * count  # not put back by the search
     finally:
         gc.unfreeze()
+
+
+_EXIT_PROBE = """
+import atexit, gc, logging, sys
+handler = logging.FileHandler(sys.argv[1], delay=True)
+logging.getLogger("probe").addHandler(handler)
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 1000))  # runs after the freeze
+from search.workers import skip_exit_collection
+skip_exit_collection()
+skip_exit_collection()
+atexit.register(print, "later handler ran")
+logging.getLogger("probe").warning("written at exit")
+"""
+
+
+def test_a_worker_process_exits_without_the_last_collection_and_runs_its_exit_handlers(tmp_path: Path) -> None:
+    log = tmp_path / "probe.log"
+    done = subprocess.run([sys.executable, "-c", _EXIT_PROBE, str(log)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["later handler ran", "frozen at exit: True"]
+    assert log.read_text() == "written at exit\n"  # logging still flushed
 
 
 def test_failed_candidates_count_toward_the_budget(tmp_path: Path) -> None:

@@ -67,6 +67,31 @@ def test_demo_split_is_stratified_and_disjoint(demo: Dataset) -> None:
     assert all(row.tobytes() in train_rows for row in demo.x_rep)
 
 
+def test_demo_reads_scikit_learns_digits_file_without_importing_scikit_learn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from search.data import _digits
+
+    images, target = _digits()
+    expected = load_digits()
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(target, expected.target)
+    probe = "import sys\nfrom search.data import load_demo\nload_demo()\nprint('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False"], done.stderr
+    # the file not found where scikit-learn keeps it: load_digits, the same arrays
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    images, target = _digits()
+    np.testing.assert_array_equal(images, expected.images)
+    np.testing.assert_array_equal(target, expected.target)
+
+
 def test_demo_is_deterministic_and_seed_changes_split(demo: Dataset) -> None:
     again = load_demo.__wrapped__(seed=0)  # bypass the cache: really recompute
     assert again.fingerprint == demo.fingerprint and len(demo.fingerprint) == 16

@@ -8,7 +8,10 @@
    (process start-up included), and in steady state (from the first trial's end to the last's).
    A repeat of an earlier trial's point is served from its record in about 0.1 s, and how many
    repeats a run draws depends on its sampler seeds (one worker draws the same sequence every run,
-   two workers another); so the wall ratio is also printed counting built trials only.
+   two workers another); so the wall ratio is also printed counting built trials only. Each run
+   also prints where its time went: before the first trial starts (imports, data, study), from
+   the first trial's start to the last one's end, and after it (the workers' exit); and each build
+   stage's seconds (train, prune, convert, measure) summed over its built trials.
 2. Reuse: three precisions of one width (0.5, sparsity 0) evaluated with the base-model cache
    (trained once, reused by the other two) and without it (trained every time).
 
@@ -25,6 +28,7 @@ core count and load average are printed too: on a shared machine the figures mov
 from __future__ import annotations
 
 import argparse
+import datetime
 import multiprocessing
 import os
 import shutil
@@ -32,6 +36,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,15 +49,23 @@ from search.study import StudyConfig  # noqa: E402
 from search.targets import get_target  # noqa: E402
 
 
-def run_workers(
-    args: argparse.Namespace, out: Path, workers: int, storage: str | None = None
-) -> tuple[float, float, int, int, int]:
-    """(wall seconds, steady-state trials per minute, trials, trials built (not a repeat of an earlier
-    trial's candidate, whose record is served), built trials that started from pruned weights kept by
-    an earlier trial) of one fresh study run with ``workers``.
+class Run(NamedTuple):
+    """One fresh study run with some workers."""
 
-    Steady state: trials finished between the first trial's end and the last one's, per minute of
-    that span (TensorFlow start-up and the first base model's training excluded)."""
+    seconds: float  # wall time, process start to the search's return
+    steady: float  # trials finished between the first trial's end and the last one's, per minute of that span
+    trials: int
+    built: int  # not a repeat of an earlier trial's candidate (whose record is served)
+    reused: int  # built trials that started from pruned weights kept by an earlier trial
+    before: float  # seconds from the start to the first trial's start (imports, data, study)
+    span: float  # seconds from the first trial's start to the last trial's end
+    after: float  # seconds from the last trial's end to the search's return (the workers' exit)
+    stages: dict[str, float]  # each build stage's seconds, summed over the built trials
+
+
+def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str | None = None) -> Run:
+    """One fresh study run with ``workers`` (steady state excludes TensorFlow's start-up and the first
+    base model's training)."""
     from search.workers import run_search
 
     folder = out / f"workers-{workers}{'-pg' if storage else ''}"
@@ -73,6 +86,7 @@ def run_workers(
         artifacts_root=str(folder / "artifacts"),
         early_stop=False,  # every trial a full build: this measures workers, not the rule (benchmarks/early_stop.py)
     )
+    began = datetime.datetime.now()  # Optuna stamps trials with naive local time
     start = time.perf_counter()
     if workers == 1:
         # A fresh process, as `tinyfront search` is: it imports TensorFlow and traces everything itself.
@@ -88,11 +102,27 @@ def run_workers(
         study = run_search(config, args.trials, workers)
         seconds = time.perf_counter() - start
     ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
+    starts = sorted(t.datetime_start for t in study.trials if t.datetime_start is not None)
     span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
     steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")
     built = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     reused = sum(bool(t.user_attrs.get("result", {}).get("reused_pruning")) for t in built)
-    return seconds, steady, len(study.trials), len(built), reused
+    stages: dict[str, float] = {}
+    for t in built:
+        for stage, spent in (t.user_attrs.get("result", {}).get("stage_seconds") or {}).items():
+            stages[stage] = stages.get(stage, 0.0) + spent
+    ended = began + datetime.timedelta(seconds=seconds)
+    return Run(
+        seconds=seconds,
+        steady=steady,
+        trials=len(study.trials),
+        built=len(built),
+        reused=reused,
+        before=(starts[0] - began).total_seconds(),
+        span=(ends[-1] - starts[0]).total_seconds(),
+        after=(ended - ends[-1]).total_seconds(),
+        stages=stages,
+    )
 
 
 def reuse(args: argparse.Namespace, out: Path) -> tuple[float, float, int]:
@@ -165,13 +195,16 @@ def main() -> None:
             rates: dict[str, tuple[float, float]] = {}
             built_rates: dict[str, float] = {}
             for label, workers, storage in runs:
-                seconds, steady, n, built, reused = run_workers(args, out, workers, storage)
-                rates[label] = (n / seconds * 60, steady)
-                built_rates[label] = built / seconds * 60
+                run = run_workers(args, out, workers, storage)
+                rates[label] = (run.trials / run.seconds * 60, run.steady)
+                built_rates[label] = run.built / run.seconds * 60
                 print(
-                    f"run {repeat + 1}: {label:22s}: {n} trials in {seconds:6.1f} s = {rates[label][0]:5.2f} "
-                    f"trials/min wall (start-up included), {steady:5.2f} trials/min steady state; "
-                    f"{built} built ({reused} from kept pruned weights), {n - built} repeats served"
+                    f"run {repeat + 1}: {label:22s}: {run.trials} trials in {run.seconds:6.1f} s = "
+                    f"{rates[label][0]:5.2f} trials/min wall (start-up included), {run.steady:5.2f} trials/min "
+                    f"steady state; {run.built} built ({run.reused} from kept pruned weights), "
+                    f"{run.trials - run.built} repeats served; {run.before:.2f} s before the first trial, "
+                    f"{run.span:.2f} s of trials, {run.after:.2f} s after the last; stages summed over the built "
+                    "trials: " + ", ".join(f"{stage} {spent:.1f} s" for stage, spent in run.stages.items())
                 )
             one = rates["1 worker, SQLite"]
             one_built = built_rates["1 worker, SQLite"]

@@ -80,6 +80,10 @@ def keras() -> ModuleType:
     return require("tf_keras")
 
 
+#: The Keras 2 module that tfmot's pruning registry imports (:func:`tfmot`).
+_KERAS2_ENGINE = "keras.engine"
+
+
 def tfmot() -> ModuleType:
     """``tensorflow_model_optimization``, imported without importing Keras 3 (:func:`_keras3_installed`)."""
     tensorflow()
@@ -95,9 +99,6 @@ def tfmot() -> ModuleType:
     finally:
         if sys.modules.get(_KERAS2_ENGINE, 0) is None:
             del sys.modules[_KERAS2_ENGINE]
-
-
-_KERAS2_ENGINE = "keras.engine"
 
 
 def _keras3_installed() -> bool:

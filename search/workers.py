@@ -245,8 +245,8 @@ _exit_collection_skipped = False
 def skip_exit_collection() -> None:
     """Leave every object alive at this process's exit out of the interpreter's last garbage collection.
 
-    A process that has trained and converted with TensorFlow spent 0.86-0.90 s of its exit in that
-    collection, walking objects the operating system frees anyway; 0.12 s with them frozen (a worker's
+    A process that has trained and converted with TensorFlow spent 0.73-0.90 s of its exit in that
+    collection, walking objects the operating system frees anyway; 0.11-0.12 s with them frozen (a worker's
     exit is on a search's critical path: ``benchmarks/search_throughput.py`` counts it). Registered
     with :mod:`atexit` once per process; other exit handlers still run. Objects are still freed by
     their reference counts as modules are torn down; only unreachable reference cycles are left

@@ -8,7 +8,8 @@
    (process start-up included), and in steady state (from the first trial's end to the last's).
    A repeat of an earlier trial's point is served from its record in about 0.1 s, and how many
    repeats a run draws depends on its sampler seeds (one worker draws the same sequence every run,
-   two workers another); so the wall ratio is also printed counting built trials only. Each run
+   two workers another); so the wall ratio is also printed counting built trials only, and
+   ``--seed-per-run`` gives run N the study seed N in both modes. Each run
    also prints where its time went: before the first trial starts (imports, data, study), from
    the first trial's start to the last one's end, and after it (the workers' exit); and each build
    stage's seconds (train, prune, convert, measure) summed over its built trials.
@@ -63,7 +64,7 @@ class Run(NamedTuple):
     stages: dict[str, float]  # each build stage's seconds, summed over the built trials
 
 
-def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str | None = None) -> Run:
+def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str | None = None, seed: int = 0) -> Run:
     """One fresh study run with ``workers`` (steady state excludes TensorFlow's start-up and the first
     base model's training)."""
     from search.workers import run_search
@@ -81,6 +82,7 @@ def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str 
         if args.full_space
         else SearchSpace(width_min=0.25, width_max=0.5, precisions=("int8", "float32", "int16x8")),
         sampler="random",
+        seed=seed,
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
         artifacts_root=str(folder / "artifacts"),
@@ -175,6 +177,12 @@ def main() -> None:
         help="search the default space (4 widths, 9 sparsities, every precision of the target) instead of "
         "widths 0.25-0.5 at int8, float32 and int16x8",
     )
+    ap.add_argument(
+        "--seed-per-run",
+        action="store_true",
+        help="run N (from 0) uses study seed N, for one worker and two alike (default: seed 0 every run, so one "
+        "worker draws the same points every run)",
+    )
     ap.add_argument("--skip-workers", action="store_true")
     ap.add_argument("--skip-reuse", action="store_true")
     args = ap.parse_args()
@@ -195,7 +203,7 @@ def main() -> None:
             rates: dict[str, tuple[float, float]] = {}
             built_rates: dict[str, float] = {}
             for label, workers, storage in runs:
-                run = run_workers(args, out, workers, storage)
+                run = run_workers(args, out, workers, storage, seed=repeat if args.seed_per_run else 0)
                 rates[label] = (run.trials / run.seconds * 60, run.steady)
                 built_rates[label] = run.built / run.seconds * 60
                 print(

@@ -63,6 +63,21 @@ class Run(NamedTuple):
     after: float  # seconds from the last trial's end to the search's return (the workers' exit)
     stages: dict[str, float]  # each build stage's seconds, summed over the built trials
 
+    @property
+    def per_minute(self) -> float:
+        """Trials per minute of wall time (start-up included)."""
+        return self.trials / self.seconds * 60
+
+    @property
+    def built_per_minute(self) -> float:
+        """Built trials per minute of wall time (repeats served from an earlier record left out)."""
+        return self.built / self.seconds * 60
+
+
+def _ratios(run: Run, one: Run) -> tuple[float, float, float]:
+    """(wall, steady state, wall counting built trials only) of ``run`` against the one-worker ``one``."""
+    return run.per_minute / one.per_minute, run.steady / one.steady, run.built_per_minute / one.built_per_minute
+
 
 def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str | None = None, seed: int = 0) -> Run:
     """One fresh study run with ``workers`` (steady state excludes TensorFlow's start-up and the first
@@ -105,8 +120,8 @@ def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str 
         seconds = time.perf_counter() - start
     ends = sorted(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
     starts = sorted(t.datetime_start for t in study.trials if t.datetime_start is not None)
-    span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
-    steady = (len(ends) - 1) / span * 60 if span > 0 else float("nan")
+    steady_span = (ends[-1] - ends[0]).total_seconds() if len(ends) > 1 else 0.0
+    steady = (len(ends) - 1) / steady_span * 60 if steady_span > 0 else float("nan")
     built = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     reused = sum(bool(t.user_attrs.get("result", {}).get("reused_pruning")) for t in built)
     stages: dict[str, float] = {}
@@ -200,36 +215,32 @@ def main() -> None:
             runs.append(("2 workers, PostgreSQL", 2, args.postgres))
         ratios: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in runs[1:]}
         for repeat in range(max(1, args.repeat)):
-            rates: dict[str, tuple[float, float]] = {}
-            built_rates: dict[str, float] = {}
+            done: dict[str, Run] = {}
             for label, workers, storage in runs:
-                run = run_workers(args, out, workers, storage, seed=repeat if args.seed_per_run else 0)
-                rates[label] = (run.trials / run.seconds * 60, run.steady)
-                built_rates[label] = run.built / run.seconds * 60
+                run = done[label] = run_workers(args, out, workers, storage, seed=repeat if args.seed_per_run else 0)
                 print(
                     f"run {repeat + 1}: {label:22s}: {run.trials} trials in {run.seconds:6.1f} s = "
-                    f"{rates[label][0]:5.2f} trials/min wall (start-up included), {run.steady:5.2f} trials/min "
+                    f"{run.per_minute:5.2f} trials/min wall (start-up included), {run.steady:5.2f} trials/min "
                     f"steady state; {run.built} built ({run.reused} from kept pruned weights), "
                     f"{run.trials - run.built} repeats served; {run.before:.2f} s before the first trial, "
                     f"{run.span:.2f} s of trials, {run.after:.2f} s after the last; stages summed over the built "
                     "trials: " + ", ".join(f"{stage} {spent:.1f} s" for stage, spent in run.stages.items())
                 )
-            one = rates["1 worker, SQLite"]
-            one_built = built_rates["1 worker, SQLite"]
-            for label, (wall, steady) in rates.items():
+            one = done["1 worker, SQLite"]
+            for label, run in done.items():
                 if label != "1 worker, SQLite":
-                    ratios[label].append((wall / one[0], steady / one[1], built_rates[label] / one_built))
+                    wall, steady, built = _ratios(run, one)
+                    ratios[label].append((wall, steady, built))
                     print(
-                        f"run {repeat + 1}: {label} / 1 worker: x{wall / one[0]:.2f} wall, "
-                        f"x{steady / one[1]:.2f} steady state, x{built_rates[label] / one_built:.2f} wall "
-                        "counting built trials only"
+                        f"run {repeat + 1}: {label} / 1 worker: x{wall:.2f} wall, x{steady:.2f} steady state, "
+                        f"x{built:.2f} wall counting built trials only"
                     )
         if args.repeat > 1:
             for label, triples in ratios.items():
+                walls, steadies, builts = (list(column) for column in zip(*triples, strict=True))
                 print(
-                    f"{label} / 1 worker over {len(triples)} runs: wall median {_spread([t[0] for t in triples])}, "
-                    f"steady state median {_spread([t[1] for t in triples])}, "
-                    f"built trials only median {_spread([t[2] for t in triples])}"
+                    f"{label} / 1 worker over {len(triples)} runs: wall median {_spread(walls)}, "
+                    f"steady state median {_spread(steadies)}, built trials only median {_spread(builts)}"
                 )
     if not args.skip_reuse:
         cached, uncached, n = reuse(args, out)

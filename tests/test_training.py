@@ -227,3 +227,43 @@ def test_batches_cover_every_sample_once_per_epoch_in_a_seeded_order() -> None:
     assert not np.array_equal(np.concatenate(epochs(seed=1)[0]), np.concatenate(first[0]))
     xb, yb = next(iter(training.batches(x, y, 64, 0)))
     np.testing.assert_array_equal(xb.numpy(), x[yb.numpy()])  # each sample stays with its label
+
+
+def test_a_cached_base_model_is_kept_in_memory_while_its_file_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second candidate of a width gets the base model without loading the ``.keras`` file again;
+    a file another worker saved over it, or one changed since, is read again with the usual checks."""
+    x = np.random.default_rng(2).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.arange(64) % 4
+    settings = training.TrainSettings(1, 1, 32, 1e-3, 0)
+
+    def base() -> tuple[object, bool]:
+        return training.train_base("mobilenet_v1", 0.25, x, y, 4, settings, cache_dir=tmp_path, key="k")
+
+    training.clear_cache(tmp_path)
+    trained, reused = base()
+    assert not reused
+    loads: list[Path] = []
+    load_cached = training.load_cached
+    monkeypatch.setattr(training, "load_cached", lambda p: loads.append(p) or load_cached(p))
+    again, reused = base()
+    assert reused and again is trained and not loads  # from memory, the file not read
+    # another worker's training saved over the file: that one is loaded, and kept from then on
+    other = training.clone(trained)  # type: ignore[arg-type]
+    other.set_weights([w + 1 for w in other.get_weights()])
+    cached = tmp_path / "k.keras"
+    training._save_with_digest(cached, other.save)
+    loaded, reused = base()
+    assert reused and loaded is not trained and loads == [cached]
+    np.testing.assert_array_equal(loaded.get_weights()[0], other.get_weights()[0])  # type: ignore[attr-defined]
+    assert base()[0] is loaded and len(loads) == 1
+    # a file changed after it was saved: not served from memory either, rebuilt with the usual warning
+    with open(cached, "ab") as f:
+        f.write(b"\0")
+    with caplog.at_level("WARNING", logger="search.training"):
+        rebuilt, reused = base()
+    assert not reused and rebuilt is not loaded and any("SHA-256" in r.getMessage() for r in caplog.records)
+    training.clear_cache(tmp_path)  # forgets the kept models too
+    assert not training._BASE_MODELS.items and not base()[1]
+    training.clear_cache(tmp_path)

@@ -1,11 +1,13 @@
 """The child process that runs the TFLite Micro interpreter for :mod:`search.tflm` (STYLE.md item 12).
 
-Run as a script (``python -P search/_tflm_child.py``, by :mod:`search.tflm`): it reads one pickled
-request from stdin, does the whole job (an arena bisection, or every invoke of a batch) and writes
-pickled messages to its original stdout: ``("stage", text)`` before each native step, then
-``("result", value)`` or ``("error", text)``. Its fd 1 is pointed at fd 2 first, so nothing the
+Run as a script (``python -P search/_tflm_child.py``, by :mod:`search.tflm`): it reads pickled
+requests from stdin, one at a time until stdin ends, does each whole job (an arena bisection, or
+every invoke of a batch) and writes pickled messages to its original stdout: ``("stage", text)``
+before each native step, then ``("result", value)`` or ``("error", text)``. Requests and messages
+are length-prefixed frames (:func:`frame`). Its fd 1 is pointed at fd 2 first, so nothing the
 native code prints can corrupt the message stream. When the interpreter crashes or hangs, the
-parent reads the last ``stage`` message to say where.
+parent reads the last ``stage`` message to say where. Each job builds its own interpreters and
+drops them; nothing of one request is kept for the next.
 
 This module imports numpy and the ``tflite-micro`` runtime only (no TensorFlow, not the ``search``
 package); the parent imports it for its constants only: only the child touches native TFLM code.
@@ -18,6 +20,7 @@ import ctypes
 import os
 import pickle
 import signal
+import struct
 import sys
 import tempfile
 import time
@@ -187,20 +190,43 @@ def _fault(kind: str | None) -> None:
         time.sleep(3600)
 
 
+#: Every request and message is one frame: its length as 8 bytes (little-endian) and a pickle.
+FRAME_HEADER = struct.Struct("<Q")
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next frame's payload from a blocking stream, or None at its end."""
+    header = stream.read(FRAME_HEADER.size)
+    if len(header) < FRAME_HEADER.size:
+        return None
+    (size,) = FRAME_HEADER.unpack(header)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
+
+
+def frame(message: Any) -> bytes:
+    """``message`` pickled, as one frame."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(payload)) + payload
+
+
 def main(stdin: IO[bytes], channel: IO[bytes]) -> int:
+    """Serve requests in turn until stdin ends (the parent closed it, or died): one job each, whose
+    last message is ``("result", value)`` or ``("error", text)``."""
+
     def send(message: tuple[str, Any]) -> None:
-        pickle.dump(message, channel, protocol=pickle.HIGHEST_PROTOCOL)
+        channel.write(frame(message))
         channel.flush()
 
-    request = pickle.load(stdin)
-    job = JOBS[request["op"]]
-    try:
-        _fault(request.get("fault"))
-        send(("result", job(request, send)))
-    except ChildError as exc:
-        send(("error", str(exc)))
-    except Exception as exc:  # a reason for the parent, never a traceback
-        send(("error", f"{type(exc).__name__}: {exc}"))
+    while (payload := read_frame(stdin)) is not None:
+        request = pickle.loads(payload)
+        try:
+            _fault(request.get("fault"))
+            send(("result", JOBS[request["op"]](request, send)))
+        except ChildError as exc:
+            send(("error", str(exc)))
+        except Exception as exc:  # a reason for the parent, never a traceback
+            send(("error", f"{type(exc).__name__}: {exc}"))
     return 0
 
 

@@ -9,27 +9,35 @@ Kernel scratch buffers that CMSIS-NN requests on a Cortex-M are not in this figu
 runs reference kernels); :mod:`search.measure` adds an estimate of them.
 
 Native code behind a process wall (STYLE.md item 12): every interpreter call runs in a child process
-(``search/_tflm_child.py``, one per measurement: the whole bisection, or a whole batch of
-invokes) with a timeout. A crash or hang comes back as a :class:`MeasurementError` naming the signal
-and the step, never takes the caller down. The model is validated by :func:`parse_tflite` in this
-process first, so no index the graph reader follows is out of range when TFLM sees it.
+(``search/_tflm_child.py``; each request is a whole measurement: the whole bisection, or a whole
+batch of invokes) with a timeout. The child is kept for this process's next request, until it
+crashes, hangs, has served :data:`CHILD_REQUESTS` requests or this process exits. A crash or hang
+comes back as a :class:`MeasurementError` naming the signal and the step, never takes the caller
+down, and the next request gets a fresh child. The model is validated by :func:`parse_tflite` in
+this process first, so no index the graph reader follows is out of range when TFLM sees it.
 """
 
 from __future__ import annotations
 
-import io
+import atexit
+import contextlib
 import logging
+import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search._tflm_child import HUGE_ARENA_BYTES, MIN_ARENA_BYTES
+from search._tflm_child import FRAME_HEADER, HUGE_ARENA_BYTES, MIN_ARENA_BYTES, frame
 from search.errors import MeasurementError
 
 __all__ = [
@@ -48,6 +56,10 @@ log = logging.getLogger(__name__)
 CHILD_TIMEOUT_S = 300.0
 #: Extra seconds a batch child gets per sample it invokes.
 PER_SAMPLE_TIMEOUT_S = 2.0
+#: Requests one interpreter child serves before it is replaced by a fresh one: the tflite-micro
+#: binding does not free everything an interpreter allocates (about 0.27 MB per arena bisection and
+#: batch of the MLPerf Tiny AD01 model here; none for VWW), so a long search's child would grow.
+CHILD_REQUESTS = 200
 #: Arena probes that may crash the interpreter (each one restarts the child) before giving up.
 MAX_PROBE_CRASHES = 8
 #: Test hook: "SIGSEGV", "SIGSEGV-first-probe" or "hang" makes children crash or hang on purpose
@@ -108,37 +120,143 @@ class _ChildRun:
         return "starting the TFLite Micro interpreter"
 
 
-def _run_child(request: dict[str, Any], timeout: float) -> _ChildRun:
-    """Run one request in a fresh interpreter child (no fork of this, maybe threaded, process).
+class _Child:
+    """One interpreter child (``_tflm_child.py``) that serves this process's requests in turn.
 
-    The child runs ``_tflm_child.py`` as a script with ``-P`` (its folder is not put on sys.path): it
-    imports numpy and tflite-micro only, not the ``search`` package, which halves its start-up.
+    Kept between requests: a fresh child costs about 0.2 s of Python and numpy start-up, and a
+    candidate needs two (its arena, its accuracy). One that crashed, hung or timed out is not reused,
+    and one that served :data:`CHILD_REQUESTS` requests is replaced.
+    Its stderr goes to a temporary file (a pipe nobody reads would fill up and block it), read back
+    when it dies. Both pipe ends here are non-blocking, so a request never waits past its deadline.
     """
-    payload = pickle.dumps({**request, "fault": _TEST_FAULT}, protocol=pickle.HIGHEST_PROTOCOL)
-    with subprocess.Popen(
-        [sys.executable, "-P", str(_CHILD_SCRIPT)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    ) as proc:
-        timed_out = False
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.stderr = tempfile.TemporaryFile()
+        # the child runs ``_tflm_child.py`` as a script with ``-P`` (its folder is not put on sys.path):
+        # it imports numpy and tflite-micro only, not the ``search`` package, which halves its start-up
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", str(_CHILD_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.inp, self.out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        os.set_blocking(self.inp, False)
+        os.set_blocking(self.out, False)
+        self.pending = b""
+        self.served = 0
+
+    def request(self, data: bytes, timeout: float) -> _ChildRun:
+        """Send one request (a frame) and collect its messages until its result or error, the child's
+        death or ``timeout`` (then the child is killed). A child that ended is closed here."""
+        deadline = time.monotonic() + timeout
+        messages: list[tuple[str, Any]] = []
         try:
-            out, err = proc.communicate(payload, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
+            self._send(data, deadline)
+            while True:
+                message = pickle.loads(self._receive(deadline))
+                messages.append(message)
+                if message[0] in ("result", "error"):
+                    self.served += 1
+                    return _ChildRun(messages, None, "", False)
+        except TimeoutError:
             timed_out = True
-        except BaseException:  # Ctrl-C and the like: never leave the child behind
-            proc.kill()
-            raise
-    messages: list[tuple[str, Any]] = []
-    stream = io.BytesIO(out)
-    while stream.tell() < len(out):
+        except (BrokenPipeError, EOFError):  # it died
+            timed_out = False
+        stderr = self.close(kill=timed_out)
+        return _ChildRun(messages, self.proc.returncode, stderr, timed_out)
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            if not select.select([], [self.inp], [], max(0.0, deadline - time.monotonic()))[1]:
+                raise TimeoutError
+            try:
+                view = view[os.write(self.inp, view) :]
+            except BlockingIOError:
+                continue
+
+    def _receive(self, deadline: float) -> bytes:
+        """The next frame's payload (EOFError when the child closed its end first)."""
+        size = FRAME_HEADER.size
+        while True:
+            if len(self.pending) >= size:
+                (length,) = FRAME_HEADER.unpack_from(self.pending)
+                if len(self.pending) >= size + length:
+                    payload, self.pending = self.pending[size : size + length], self.pending[size + length :]
+                    return payload
+            if not select.select([self.out], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError
+            try:
+                chunk = os.read(self.out, 1 << 20)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise EOFError
+            self.pending += chunk
+
+    def close(self, *, kill: bool = False) -> str:
+        """End the child: close its stdin (it exits at the end of its input), or kill it; returns the
+        end of what it wrote to stderr."""
+        if kill:
+            self.proc.kill()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
         try:
-            messages.append(pickle.load(stream))
-        except Exception:  # a message cut short by the crash
-            break
-    return _ChildRun(messages, proc.returncode, err.decode(errors="replace"), timed_out)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()  # type: ignore[union-attr]
+        self.stderr.seek(0)
+        text = self.stderr.read()[-4000:].decode(errors="replace")
+        self.stderr.close()
+        return text
+
+
+_child: _Child | None = None
+_child_lock = threading.Lock()
+
+
+def _close_child() -> None:
+    global _child
+    with _child_lock:
+        if _child is not None and _child.owner == os.getpid():
+            _child.close()
+        _child = None
+
+
+atexit.register(_close_child)
+
+
+def _run_child(request: dict[str, Any], timeout: float) -> _ChildRun:
+    """Run one request in this process's interpreter child (started now if there is none, or the last
+    one died or timed out); requests from several threads take turns."""
+    global _child
+    data = frame({**request, "fault": _TEST_FAULT})
+    with _child_lock:
+        if _child is not None and _child.owner != os.getpid():
+            _child = None  # inherited through a fork: the parent's to use and close
+        if _child is not None and _child.proc.poll() is not None:
+            _child.close()  # died between requests
+            _child = None
+        if _child is None:
+            _child = _Child()
+        try:
+            run = _child.request(data, timeout)
+        except BaseException:  # Ctrl-C and the like: never leave a child in an unknown state behind
+            _child.close(kill=True)
+            _child = None
+            raise
+        if run.returncode is not None or run.timed_out:
+            _child = None  # dead (or killed): the next request starts a fresh one
+        elif _child.served >= CHILD_REQUESTS:
+            _child.close()
+            _child = None
+        return run
 
 
 def _child_result(run: _ChildRun, what: str, timeout: float) -> Any:

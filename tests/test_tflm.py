@@ -156,3 +156,77 @@ def test_search_that_used_to_segfault_completes(tmp_path: Path) -> None:
         assert trial["fail_reason"]
     else:
         assert 0.5 <= trial["values"]["accuracy"] <= 1.0
+
+
+# --- the kept interpreter child ------------------------------------------------------------------
+
+
+def test_one_child_serves_requests_in_turn_and_a_crashed_one_is_replaced(
+    mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.tflm as tflm
+
+    model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    first = measure_arena(model)
+    child = tflm._child
+    assert child is not None
+    pid = child.proc.pid
+    assert measure_arena(model) == first
+    assert run_tflm(model, np.zeros((3, 640), np.float32)).shape == (3, 640)
+    assert tflm._child is child and child.proc.poll() is None  # the same process served all three
+    monkeypatch.setattr(tflm, "_TEST_FAULT", "SIGSEGV")
+    with pytest.raises(MeasurementError, match=r"crashed \(SIGSEGV\)"):
+        run_tflm(model, np.zeros((1, 640), np.float32))
+    assert tflm._child is None and child.proc.returncode == -11 and child.stderr.closed
+    monkeypatch.setattr(tflm, "_TEST_FAULT", None)
+    assert measure_arena(model) == first
+    assert tflm._child is not None and tflm._child.proc.pid != pid
+
+
+def test_a_child_is_replaced_after_its_share_of_requests(mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import search.tflm as tflm
+
+    monkeypatch.setattr(tflm, "CHILD_REQUESTS", 2)
+    model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    tflm._close_child()
+    x = np.linspace(-1, 1, 2 * 640, dtype=np.float32).reshape(2, 640)
+    expected = run_tflm(model, x)
+    old = tflm._child
+    assert old is not None and old.served == 1
+    assert np.array_equal(run_tflm(model, x), expected)
+    assert tflm._child is None and old.proc.returncode == 0  # ended at the end of its input, not killed
+    assert np.array_equal(run_tflm(model, x), expected)
+    assert tflm._child is not None and tflm._child is not old
+
+
+def test_the_child_ends_with_its_parent(mlperf_dir: Path, tmp_path: Path) -> None:
+    """A process that measured and then exits (normally, or killed) leaves no interpreter child behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    script = (
+        f"import sys, os, signal; sys.path.insert(0, {str(root)!r})\n"
+        "from search import tflm\n"
+        f"tflm.measure_arena(open({str(mlperf_dir / 'ad01_int8.tflite')!r}, 'rb').read())\n"
+        "print(tflm._child.proc.pid, flush=True)\n"
+        "if sys.argv[1] == 'kill': os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    for how in ("exit", "kill"):
+        done = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True, timeout=120)
+        assert done.returncode == (0 if how == "exit" else -signal.SIGKILL), done.stderr[-2000:]
+        pid = int(done.stdout.split()[0])
+        for _ in range(100):  # killed: the child sees the end of its input and exits by itself
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
+            if status == "Z":  # exited; only waiting to be reaped by its new parent
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"interpreter child {pid} still running after its parent ended ({how})")

@@ -229,7 +229,10 @@ def evaluate_candidate(
     qat = spec.precision == "int8_qat"
     fine_tune = max(1, spec.finetune_epochs)
     with _stage(seconds, "prune", progress):
-        model = training.clone(base)
+        # A dense candidate converts the base model itself (kept in memory for the width's next
+        # candidates): nothing below changes its weights or state; the Keras accuracy, the layer
+        # table and the conversion only read it. Pruning and quantisation-aware training get a copy.
+        model = base if spec.sparsity <= 0 and not qat else training.clone(base)
         pruned_key = (
             training.pruned_key(training.weights_digest(base), settings, x_train.shape, spec.sparsity)
             if spec.sparsity > 0

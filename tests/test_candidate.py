@@ -106,3 +106,29 @@ def test_onnx_candidate_on_linux_board(demo, tmp_path: Path) -> None:  # type: i
     assert f["latency_ms"].value == pytest.approx(f["host_latency_ms"].value * 5.0)
     assert f["sram_kb"].kind == "measured" and f["sram_kb"].value > 0
     assert "QuantizeLinear" in result.ops
+
+
+def test_a_dense_candidate_converts_the_kept_base_and_leaves_it_as_it_was(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Dense candidates convert the base model kept in memory, not a copy: pruned and quantisation-aware
+    candidates of the same width in between change nothing of it, and the same dense candidate gives
+    the same model, bit for bit."""
+    target = get_target("stm32l552")
+    cache = tmp_path / "cache"
+    training.clear_cache(cache)
+
+    def build(name: str, **spec: object) -> bytes:
+        evaluate_candidate(
+            CandidateSpec(**{**TINY, "epochs": 1, **spec}), target, demo, tmp_path / name, cache_dir=cache
+        )  # type: ignore[arg-type]
+        return (tmp_path / name / "model.tflite").read_bytes()
+
+    first = build("dense", sparsity=0.0, precision="int8")
+    ((_, base),) = training._BASE_MODELS.items.values()
+    digest = training.weights_digest(base)
+    build("pruned", sparsity=0.5, precision="int8")
+    build("qat", sparsity=0.0, precision="int8_qat")
+    build("float", sparsity=0.0, precision="float32")
+    ((_, kept),) = training._BASE_MODELS.items.values()
+    assert kept is base and training.weights_digest(base) == digest
+    assert build("dense-again", sparsity=0.0, precision="int8") == first
+    training.clear_cache(cache)

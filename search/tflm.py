@@ -13,8 +13,10 @@ Native code behind a process wall (STYLE.md item 12): every interpreter call run
 batch of invokes) with a timeout. The child is kept for this process's next request, until it
 crashes, hangs, has served :data:`CHILD_REQUESTS` requests or this process exits. A crash or hang
 comes back as a :class:`MeasurementError` naming the signal and the step, never takes the caller
-down, and the next request gets a fresh child. The model is validated by :func:`parse_tflite` in
-this process first, so no index the graph reader follows is out of range when TFLM sees it.
+down, and the next request gets a fresh child. A large batch of invokes is split over this
+process's share of the cores (:func:`batch_children`), one kept child each. The model is validated
+by :func:`parse_tflite` in this process first, so no index the graph reader follows is out of
+range when TFLM sees it.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search._lazy import THREADS_ENV
 from search._tflm_child import FRAME_HEADER, HUGE_ARENA_BYTES, MIN_ARENA_BYTES, frame
 from search.errors import MeasurementError
 
@@ -60,6 +64,8 @@ PER_SAMPLE_TIMEOUT_S = 2.0
 #: binding does not free everything an interpreter allocates (about 0.27 MB per arena bisection and
 #: batch of the MLPerf Tiny AD01 model here; none for VWW), so a long search's child would grow.
 CHILD_REQUESTS = 200
+#: Samples per child below which a batch of invokes is not split over several children.
+MIN_SAMPLES_PER_CHILD = 64
 #: Arena probes that may crash the interpreter (each one restarts the child) before giving up.
 MAX_PROBE_CRASHES = 8
 #: Test hook: "SIGSEGV", "SIGSEGV-first-probe" or "hang" makes children crash or hang on purpose
@@ -217,45 +223,63 @@ class _Child:
         return text
 
 
-_child: _Child | None = None
-_child_lock = threading.Lock()
+class _Slot:
+    """A place for one interpreter child; the requests sent to it take turns."""
+
+    def __init__(self) -> None:
+        self.child: _Child | None = None
+        self.lock = threading.Lock()
 
 
-def _close_child() -> None:
-    global _child
-    with _child_lock:
-        if _child is not None and _child.owner == os.getpid():
-            _child.close()
-        _child = None
+#: Slot 0 serves every request; a batch split over N children (:func:`batch_children`) also uses 1..N-1.
+_slots: list[_Slot] = []
+_slots_lock = threading.Lock()
 
 
-atexit.register(_close_child)
+def _slot(index: int) -> _Slot:
+    with _slots_lock:
+        while len(_slots) <= index:
+            _slots.append(_Slot())
+        return _slots[index]
 
 
-def _run_child(request: dict[str, Any], timeout: float) -> _ChildRun:
-    """Run one request in this process's interpreter child (started now if there is none, or the last
-    one died or timed out); requests from several threads take turns."""
-    global _child
+def _close_children() -> None:
+    for slot in list(_slots):
+        with slot.lock:
+            if slot.child is not None and slot.child.owner == os.getpid():
+                slot.child.close()
+            slot.child = None
+
+
+atexit.register(_close_children)
+
+
+def _run_child(request: dict[str, Any], timeout: float, slot: int = 0) -> _ChildRun:
+    """Run one request in the interpreter child of ``slot`` (started now if there is none, or the last
+    one died or timed out); requests to one slot from several threads take turns."""
     data = frame({**request, "fault": _TEST_FAULT})
-    with _child_lock:
-        if _child is not None and _child.owner != os.getpid():
-            _child = None  # inherited through a fork: the parent's to use and close
-        if _child is not None and _child.proc.poll() is not None:
-            _child.close()  # died between requests
-            _child = None
-        if _child is None:
-            _child = _Child()
+    place = _slot(slot)
+    with place.lock:
+        child = place.child
+        if child is not None and child.owner != os.getpid():
+            child = None  # inherited through a fork: the parent's to use and close
+        if child is not None and child.proc.poll() is not None:
+            child.close()  # died between requests
+            child = None
+        if child is None:
+            child = _Child()
+        place.child = child
         try:
-            run = _child.request(data, timeout)
+            run = child.request(data, timeout)
         except BaseException:  # Ctrl-C and the like: never leave a child in an unknown state behind
-            _child.close(kill=True)
-            _child = None
+            child.close(kill=True)
+            place.child = None
             raise
         if run.returncode is not None or run.timed_out:
-            _child = None  # dead (or killed): the next request starts a fresh one
-        elif _child.served >= CHILD_REQUESTS:
-            _child.close()
-            _child = None
+            place.child = None  # dead (or killed): the next request starts a fresh one
+        elif child.served >= CHILD_REQUESTS:
+            child.close()
+            place.child = None
         return run
 
 
@@ -386,11 +410,32 @@ def _input_spec(model: bytes) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return spec.shape, dtype
 
 
+def batch_children() -> int:
+    """How many interpreter children a large batch of invokes is split over: this process's share of
+    the cores, ``TINYFRONT_THREADS`` when it is set (each of N search workers gets cores / N), else
+    every core. One search worker on two cores thus runs its deployed accuracy on both."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    share = int(value) if value.isdigit() else os.cpu_count() or 1
+    return max(1, share)
+
+
 def _invoke(model: bytes, samples: np.ndarray, arena_size: int | None) -> list[np.ndarray]:
-    timeout = CHILD_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S * len(samples)
-    request = {"op": "run", "model": model, "x": samples, "arena_size": arena_size}
-    run = _run_child(request, timeout)
-    return list(_child_result(run, f"running {len(samples)} sample(s)", timeout))
+    """One output per sample, in order. A batch of at least :data:`MIN_SAMPLES_PER_CHILD` samples per
+    child is split over :func:`batch_children` children running at once (each invoke is independent:
+    the same outputs as one child's)."""
+    parts = max(1, min(batch_children(), len(samples) // MIN_SAMPLES_PER_CHILD))
+    what = f"running {len(samples)} sample(s)"
+
+    def run(part: int, chunk: np.ndarray) -> list[np.ndarray]:
+        timeout = CHILD_TIMEOUT_S + PER_SAMPLE_TIMEOUT_S * len(chunk)
+        request = {"op": "run", "model": model, "x": chunk, "arena_size": arena_size}
+        return list(_child_result(_run_child(request, timeout, slot=part), what, timeout))
+
+    if parts == 1:
+        return run(0, samples)
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        # every part runs to its end; the first failing one, in sample order, is the error raised
+        return [y for outputs in pool.map(run, range(parts), np.array_split(samples, parts)) for y in outputs]
 
 
 def run_tflm_raw(model: bytes, x_raw: np.ndarray, *, arena_size: int | None = None) -> np.ndarray:

@@ -168,19 +168,19 @@ def test_one_child_serves_requests_in_turn_and_a_crashed_one_is_replaced(
 
     model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
     first = measure_arena(model)
-    child = tflm._child
+    child = tflm._slot(0).child
     assert child is not None
     pid = child.proc.pid
     assert measure_arena(model) == first
     assert run_tflm(model, np.zeros((3, 640), np.float32)).shape == (3, 640)
-    assert tflm._child is child and child.proc.poll() is None  # the same process served all three
+    assert tflm._slot(0).child is child and child.proc.poll() is None  # the same process served all three
     monkeypatch.setattr(tflm, "_TEST_FAULT", "SIGSEGV")
     with pytest.raises(MeasurementError, match=r"crashed \(SIGSEGV\)"):
         run_tflm(model, np.zeros((1, 640), np.float32))
-    assert tflm._child is None and child.proc.returncode == -11 and child.stderr.closed
+    assert tflm._slot(0).child is None and child.proc.returncode == -11 and child.stderr.closed
     monkeypatch.setattr(tflm, "_TEST_FAULT", None)
     assert measure_arena(model) == first
-    assert tflm._child is not None and tflm._child.proc.pid != pid
+    assert tflm._slot(0).child is not None and tflm._slot(0).child.proc.pid != pid
 
 
 def test_a_child_is_replaced_after_its_share_of_requests(mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,15 +188,15 @@ def test_a_child_is_replaced_after_its_share_of_requests(mlperf_dir: Path, monke
 
     monkeypatch.setattr(tflm, "CHILD_REQUESTS", 2)
     model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
-    tflm._close_child()
+    tflm._close_children()
     x = np.linspace(-1, 1, 2 * 640, dtype=np.float32).reshape(2, 640)
     expected = run_tflm(model, x)
-    old = tflm._child
+    old = tflm._slot(0).child
     assert old is not None and old.served == 1
     assert np.array_equal(run_tflm(model, x), expected)
-    assert tflm._child is None and old.proc.returncode == 0  # ended at the end of its input, not killed
+    assert tflm._slot(0).child is None and old.proc.returncode == 0  # ended at the end of its input, not killed
     assert np.array_equal(run_tflm(model, x), expected)
-    assert tflm._child is not None and tflm._child is not old
+    assert tflm._slot(0).child is not None and tflm._slot(0).child is not old
 
 
 def test_the_child_ends_with_its_parent(mlperf_dir: Path, tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_the_child_ends_with_its_parent(mlperf_dir: Path, tmp_path: Path) -> Non
         f"import sys, os, signal; sys.path.insert(0, {str(root)!r})\n"
         "from search import tflm\n"
         f"tflm.measure_arena(open({str(mlperf_dir / 'ad01_int8.tflite')!r}, 'rb').read())\n"
-        "print(tflm._child.proc.pid, flush=True)\n"
+        "print(tflm._slot(0).child.proc.pid, flush=True)\n"
         "if sys.argv[1] == 'kill': os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     for how in ("exit", "kill"):
@@ -230,3 +230,28 @@ def test_the_child_ends_with_its_parent(mlperf_dir: Path, tmp_path: Path) -> Non
             time.sleep(0.05)
         else:
             pytest.fail(f"interpreter child {pid} still running after its parent ended ({how})")
+
+
+def test_a_large_batch_is_split_over_the_cores_with_the_same_outputs(
+    mlperf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.tflm as tflm
+
+    model = (mlperf_dir / "ad01_int8.tflite").read_bytes()
+    x = np.random.default_rng(3).normal(size=(2 * tflm.MIN_SAMPLES_PER_CHILD + 5, 640)).astype(np.float32)
+    monkeypatch.setenv("TINYFRONT_THREADS", "1")  # one search worker of two on two cores: one child
+    tflm._close_children()
+    alone = run_tflm(model, x)
+    assert tflm._slot(0).child is not None and (len(tflm._slots) == 1 or tflm._slot(1).child is None)
+    monkeypatch.setenv("TINYFRONT_THREADS", "2")
+    split = run_tflm(model, x)
+    assert tflm._slot(1).child is not None and tflm._slot(1).child.served == 1  # the second half ran there
+    np.testing.assert_array_equal(split, alone)
+    assert run_tflm(model, x[:100]).shape == (100, 640)  # under 2 x 64 samples: one child
+    assert tflm._slot(1).child.served == 1
+    monkeypatch.setattr(tflm, "_TEST_FAULT", "SIGSEGV")
+    with pytest.raises(MeasurementError, match=r"crashed \(SIGSEGV\) .*running 133 sample\(s\)"):
+        run_tflm(model, x)
+    assert tflm._slot(0).child is None and tflm._slot(1).child is None
+    monkeypatch.setattr(tflm, "_TEST_FAULT", None)
+    np.testing.assert_array_equal(run_tflm(model, x), alone)

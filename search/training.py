@@ -173,7 +173,7 @@ def train_base(
     if cached is not None and cached.exists():
         model = _kept_base(cached)
         if model is None and (model := load_cached(cached)) is not None:
-            _keep_base(cached, model)
+            _keep_base(cached, model, file_sha256(cached))
         if model is not None:
             return model, True
     keras.utils.set_random_seed(settings.seed)
@@ -183,14 +183,13 @@ def train_base(
     _build_for_fit(model, x_train, y_train)
     model.fit(batches(x_train, y_train, settings.batch_size, settings.seed), epochs=settings.epochs, verbose=0)
     if cached is not None:
-        _save_with_digest(cached, model.save)
-        _keep_base(cached, model)
+        _keep_base(cached, model, _save_with_digest(cached, model.save))
     return model, False
 
 
-def _keep_base(cached: Path, model: tf_keras.Model) -> None:
-    """Keep ``model`` in memory as the content of the cache file ``cached`` as it is now."""
-    _BASE_MODELS.put(cached.resolve(), (file_sha256(cached), model))
+def _keep_base(cached: Path, model: tf_keras.Model, digest: str) -> None:
+    """Keep ``model`` in memory as the content of the cache file ``cached`` whose SHA-256 is ``digest``."""
+    _BASE_MODELS.put(cached.resolve(), (digest, model))
 
 
 def _kept_base(cached: Path) -> tf_keras.Model | None:
@@ -211,7 +210,7 @@ def _kept_base(cached: Path) -> tf_keras.Model | None:
     except OSError:
         same = False
     if not same:
-        _BASE_MODELS.items.pop(path, None)
+        _BASE_MODELS.drop(path)
         return None
     return model
 
@@ -221,16 +220,18 @@ def digest_path(cached: Path) -> Path:
     return cached.with_name(cached.name + ".sha256")
 
 
-def _save_with_digest(path: Path, write: Callable[[str], Any]) -> None:
+def _save_with_digest(path: Path, write: Callable[[str], Any]) -> str:
     """Save ``path`` through ``write(temporary file beside it)``, record its SHA-256 beside it, then
-    move it into place: atomic, so concurrent workers never see half a file."""
+    move it into place: atomic, so concurrent workers never see half a file. Returns the SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
-        _write_atomic(digest_path(path), file_sha256(Path(tmp)) + "\n")
+        digest = file_sha256(Path(tmp))
+        _write_atomic(digest_path(path), digest + "\n")
         os.replace(tmp, path)
+        return digest
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -445,6 +446,9 @@ class _Recent(Generic[T]):
         self.items[key] = value
         while len(self.items) > self.size:
             self.items.pop(next(iter(self.items)))
+
+    def drop(self, key: Any) -> None:
+        self.items.pop(key, None)
 
     def clear(self) -> None:
         self.items.clear()

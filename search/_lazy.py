@@ -47,18 +47,28 @@ THREADS_ENV = "TINYFRONT_THREADS"
 _threads_applied = False
 
 
-def _apply_thread_limit(tf: ModuleType) -> None:
-    global _threads_applied
+def thread_limit() -> int | None:
+    """The threads ``TINYFRONT_THREADS`` gives this process (None when it is not set); TinyfrontError
+    when it is not a whole number >= 1."""
     value = os.environ.get(THREADS_ENV, "").strip()
-    if _threads_applied or not value:
-        return
-    _threads_applied = True
+    if not value:
+        return None
     try:
         threads = int(value)
     except ValueError:
         raise TinyfrontError(f"{THREADS_ENV} must be a whole number of threads >= 1, got {value!r}") from None
     if threads < 1:
         raise TinyfrontError(f"{THREADS_ENV} must be a whole number of threads >= 1, got {threads}")
+    return threads
+
+
+def _apply_thread_limit(tf: ModuleType) -> None:
+    global _threads_applied
+    if _threads_applied or not os.environ.get(THREADS_ENV, "").strip():
+        return
+    _threads_applied = True
+    threads = thread_limit()
+    assert threads is not None
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from search._lazy import THREADS_ENV
+from search._lazy import thread_limit
 from search._tflm_child import FRAME_HEADER, HUGE_ARENA_BYTES, MIN_ARENA_BYTES, frame
 from search.errors import MeasurementError
 
@@ -414,9 +414,7 @@ def batch_children() -> int:
     """How many interpreter children a large batch of invokes is split over: this process's share of
     the cores, ``TINYFRONT_THREADS`` when it is set (each of N search workers gets cores / N), else
     every core. One search worker on two cores thus runs its deployed accuracy on both."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    share = int(value) if value.isdigit() else os.cpu_count() or 1
-    return max(1, share)
+    return thread_limit() or os.cpu_count() or 1
 
 
 def _invoke(model: bytes, samples: np.ndarray, arena_size: int | None) -> list[np.ndarray]:

@@ -255,3 +255,18 @@ def test_a_large_batch_is_split_over_the_cores_with_the_same_outputs(
     assert tflm._slot(0).child is None and tflm._slot(1).child is None
     monkeypatch.setattr(tflm, "_TEST_FAULT", None)
     np.testing.assert_array_equal(run_tflm(model, x), alone)
+
+
+def test_the_batch_split_reads_tinyfront_threads_as_tensorflow_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from search.errors import TinyfrontError
+    from search.tflm import batch_children
+
+    monkeypatch.delenv("TINYFRONT_THREADS", raising=False)
+    assert batch_children() == (os.cpu_count() or 1)
+    monkeypatch.setenv("TINYFRONT_THREADS", " 3 ")
+    assert batch_children() == 3
+    monkeypatch.setenv("TINYFRONT_THREADS", "two")
+    with pytest.raises(TinyfrontError, match="TINYFRONT_THREADS must be a whole number of threads >= 1, got 'two'"):
+        batch_children()

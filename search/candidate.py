@@ -231,8 +231,9 @@ def evaluate_candidate(
     with _stage(seconds, "prune", progress):
         # A dense candidate converts the base model itself (kept in memory for the width's next
         # candidates): nothing below changes its weights or state; the Keras accuracy, the layer
-        # table and the conversion only read it. Pruning and quantisation-aware training get a copy.
-        model = base if spec.sparsity <= 0 and not qat else training.clone(base)
+        # table and the conversion only read it. Pruning and quantisation-aware training get this
+        # process's work copy of the base, its weights set from the base (not a new clone).
+        model = base if spec.sparsity <= 0 and not qat else training.work_copy(base)
         pruned_key = (
             training.pruned_key(training.weights_digest(base), settings, x_train.shape, spec.sparsity)
             if spec.sparsity > 0

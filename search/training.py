@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -285,6 +286,26 @@ def clone(model: tf_keras.Model) -> tf_keras.Model:
     return copy
 
 
+def work_copy(base: tf_keras.Model) -> tf_keras.Model:
+    """A copy of ``base`` holding its weights, for a candidate to prune or fine-tune without changing ``base``.
+
+    The copy is kept, per base model and thread, for the next call, which sets the base's weights
+    into it again instead of cloning: cloning the Functional model costs 0.09 s (digits, width
+    0.5), 0.11 s (KWS-shaped, ds_cnn 0.5) and 0.3-0.5 s (96x96, mobilenet_v1 0.25); setting its
+    weights 5-17 ms. So a call overwrites the copy the previous call (same base, same thread)
+    returned: a thread uses one at a time, as a search worker evaluates one candidate at a time.
+    """
+    key = (id(base), threading.get_ident())
+    kept = _WORK_COPIES.get(key)
+    if kept is not None and kept[0] is base:  # the same object, not another one at a reused address
+        copy = kept[1]
+        copy.set_weights(base.get_weights())
+        return copy
+    copy = clone(base)
+    _WORK_COPIES.put(key, (base, copy))
+    return copy
+
+
 def prune(
     model: tf_keras.Model,
     sparsity: float,
@@ -476,6 +497,8 @@ PRUNED_FOLDER = "pruned"
 BASE_MODELS_KEPT = 4
 #: (the cache file's SHA-256 when kept, the model) by the cache file's resolved path.
 _BASE_MODELS: _Recent[tuple[str, tf_keras.Model]] = _Recent(BASE_MODELS_KEPT)
+#: (base model, its work copy) by (id of the base model, thread): see :func:`work_copy`.
+_WORK_COPIES: _Recent[tuple[tf_keras.Model, tf_keras.Model]] = _Recent(BASE_MODELS_KEPT)
 
 
 def weights_digest(model: tf_keras.Model) -> str:
@@ -604,6 +627,7 @@ def quantize_aware(
 
 
 def clear_cache(cache_dir: Path) -> None:
-    """Delete every cached base model (and forget the ones kept in memory)."""
+    """Delete every cached base model (and forget the ones kept in memory, and their work copies)."""
     _BASE_MODELS.clear()
+    _WORK_COPIES.clear()
     shutil.rmtree(cache_dir, ignore_errors=True)

@@ -108,10 +108,12 @@ def test_onnx_candidate_on_linux_board(demo, tmp_path: Path) -> None:  # type: i
     assert "QuantizeLinear" in result.ops
 
 
-def test_a_dense_candidate_converts_the_kept_base_and_leaves_it_as_it_was(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_dense_candidate_converts_the_kept_base_and_leaves_it_as_it_was(  # type: ignore[no-untyped-def]
+    demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dense candidates convert the base model kept in memory, not a copy: pruned and quantisation-aware
     candidates of the same width in between change nothing of it, and the same dense candidate gives
-    the same model, bit for bit."""
+    the same model, bit for bit; so does the same pruned candidate, pruned again in the reused work copy."""
     target = get_target("stm32l552")
     cache = tmp_path / "cache"
     training.clear_cache(cache)
@@ -125,10 +127,14 @@ def test_a_dense_candidate_converts_the_kept_base_and_leaves_it_as_it_was(demo, 
     first = build("dense", sparsity=0.0, precision="int8")
     ((_, base),) = training._BASE_MODELS.items.values()
     digest = training.weights_digest(base)
-    build("pruned", sparsity=0.5, precision="int8")
+    pruned = build("pruned", sparsity=0.5, precision="int8")
     build("qat", sparsity=0.0, precision="int8_qat")
     build("float", sparsity=0.0, precision="float32")
     ((_, kept),) = training._BASE_MODELS.items.values()
     assert kept is base and training.weights_digest(base) == digest
     assert build("dense-again", sparsity=0.0, precision="int8") == first
+    # the work copy the pruned and QAT candidates shared starts again from the base's weights: the
+    # same pruned candidate, pruned again rather than served from its kept pruned weights, is the same model
+    monkeypatch.setattr(training, "REUSE_PRUNED_WEIGHTS", False)
+    assert build("pruned-again", sparsity=0.5, precision="int8") == pruned
     training.clear_cache(cache)

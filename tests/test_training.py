@@ -267,3 +267,36 @@ def test_a_cached_base_model_is_kept_in_memory_while_its_file_is_unchanged(
     training.clear_cache(tmp_path)  # forgets the kept models too
     assert not training._BASE_MODELS.items and not base()[1]
     training.clear_cache(tmp_path)
+
+
+def test_a_work_copy_is_kept_per_base_and_thread_and_starts_from_the_base_weights(tmp_path: Path) -> None:
+    """Pruned and quantisation-aware candidates start from a copy of the base that is cloned once per
+    base and thread and gets the base's weights set again on every later call."""
+    import threading
+
+    from search.families import build_model
+
+    training.clear_cache(tmp_path)
+    base = build_model("mobilenet_v1", (8, 8, 1), 4, 0.25, seed=0)
+    copy = training.work_copy(base)
+    assert copy is not base
+    for a, b in zip(copy.get_weights(), base.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    before = [w.copy() for w in base.get_weights()]
+    copy.set_weights([w + 1 for w in copy.get_weights()])  # a candidate's fine-tune changes its copy
+    again = training.work_copy(base)
+    assert again is copy  # not cloned again
+    for a, b, c in zip(again.get_weights(), base.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)  # back to the base's weights
+        np.testing.assert_array_equal(b, c)  # and the base untouched throughout
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(training.work_copy(base)))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not copy  # another thread gets its own copy
+    other = build_model("mobilenet_v1", (8, 8, 1), 4, 0.25, seed=1)
+    assert training.work_copy(other) is not copy  # another base model, another copy
+    assert training.work_copy(base) is copy
+    training.clear_cache(tmp_path)
+    assert not training._WORK_COPIES.items and training.work_copy(base) is not copy
+    training.clear_cache(tmp_path)

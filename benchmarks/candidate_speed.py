@@ -10,7 +10,10 @@ cached base model. This benchmark evaluates, in one process and for one width:
    pruning session reused (:func:`search.training.prune` with the base's key, today's pipeline);
 3. each pruned candidate once more, right after the same width and sparsity at another precision
    (``reused weights``): it starts from the weights that candidate's pruning kept
-   (:func:`search.training.load_pruned`), as a search's repeated width and sparsity does.
+   (:func:`search.training.load_pruned`), as a search's repeated width and sparsity does;
+4. what is left of a pruned candidate's extra cost: its pruning fine-tune alone
+   (:func:`search.training.prune`, session reused) against the same fit without tfmot (a plain
+   copy of the base, the same epochs, learning rate and batches, compiled and traced once).
 
 It prints p50 / p99 per kind and stage, the pruned / dense ratio of p50s, and the deployed accuracy
 of every pruned candidate under each pipeline (a speed-up must not change it by more than 1 point).
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +51,41 @@ REUSED = "reused weights"
 
 def p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def fine_tune_seconds(training: Any, data: Any, dense: Any, cache: Path, runs: int = 4) -> dict[str, list[float]]:
+    """Seconds of the pruning fine-tune of every sparsity in ``PRUNED`` (the base's pruning session,
+    already traced by the candidates before), and of the same fit of a plain copy of the base: the
+    same epochs, learning rate (half the base's) and batches, compiled and traced once (``runs``
+    timed after one untimed)."""
+    settings = training.TrainSettings(
+        dense.epochs, dense.finetune_epochs, dense.batch_size, dense.learning_rate, dense.seed
+    )
+    x, y = data.x_train, data.y_train
+    key = training.base_key(data.fingerprint, dense.family, dense.width, x.shape[1:], settings, dense.depth)
+    base, _ = training.train_base(
+        dense.family, dense.width, x, y, data.num_classes, settings, cache_dir=cache, key=key, depth=dense.depth
+    )
+    out: dict[str, list[float]] = {"tfmot": [], "plain": []}
+    for _, sparsity in PRUNED:
+        model = training.clone(base)
+        t0 = time.perf_counter()
+        training.prune(model, sparsity, x, y, settings, key=key)
+        out["tfmot"].append(time.perf_counter() - t0)
+    plain = training.clone(base)
+    training._compile(plain, settings.learning_rate / 2)
+    training._build_for_fit(plain, x, y)
+    initial = plain.get_weights()
+    for i in range(runs + 1):
+        plain.set_weights(initial)
+        for var in plain.optimizer.variables:  # a fresh Adam, as a pruning session resets its own
+            var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
+        batches = training.batches(x, y, settings.batch_size, settings.seed)
+        t0 = time.perf_counter()
+        plain.fit(batches, epochs=settings.finetune_epochs, verbose=0)
+        if i:
+            out["plain"].append(time.perf_counter() - t0)
+    return out
 
 
 def main() -> None:
@@ -130,6 +169,7 @@ def main() -> None:
             res = evaluate_candidate(spec(precision, sparsity), target, data, Path(tmp) / f"load-{i}", cache_dir=cache)
             assert res.reused_pruning
             record(REUSED, "pruned", precision, sparsity, time.perf_counter() - t0, res, f"  (pruned for {first})")
+        fine_tunes = fine_tune_seconds(training, data, spec("int8", 0.0), cache)
     print(f"\nTensorFlow import (once per worker process): {import_s:.1f} s; cold candidate: {cold_s:.1f} s")
     stages = ("total", "train", "prune", "qat", "convert", "measure")
     print(f"\n{'p50 / p99 s':28s}" + "".join(f"{s:>15s}" for s in stages))
@@ -145,6 +185,13 @@ def main() -> None:
     print(
         f"{REUSED:15s}: pruned p50 / dense p50 = {p(reused, 50):.2f} / {p(dense, 50):.2f} = "
         f"x{p(reused, 50) / p(dense, 50):.2f} (a width and sparsity this worker pruned before, at another precision)"
+    )
+    dense_p50 = p(rows["reused session: dense"]["total"], 50)
+    print(
+        f"\nfine-tune alone, p50 / p99 s: with tfmot (session reused) {p(fine_tunes['tfmot'], 50):.2f} / "
+        f"{p(fine_tunes['tfmot'], 99):.2f}; the same fit without tfmot {p(fine_tunes['plain'], 50):.2f} / "
+        f"{p(fine_tunes['plain'], 99):.2f} (x{p(fine_tunes['tfmot'], 50) / p(fine_tunes['plain'], 50):.2f}); "
+        f"pruned within 1.5x of dense needs a fine-tune of at most 0.5 x dense p50 = {0.5 * dense_p50:.2f} s"
     )
     print("\ndeployed accuracy, fresh wrapper vs reused session (pruned candidates):")
     worst = 0.0

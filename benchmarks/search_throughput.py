@@ -12,7 +12,12 @@
    ``--seed-per-run`` gives run N the study seed N in both modes. Each run
    also prints where its time went: before the first trial starts (imports, data, study), from
    the first trial's start to the last one's end, and after it (the workers' exit); and each build
-   stage's seconds (train, prune, convert, measure) summed over its built trials.
+   stage's seconds (train, prune, convert, measure) summed over its built trials, and the worker
+   time per built trial (workers x the trials' span / built trials) split the same way: what two
+   workers spend on a trial beyond what one spends is work each repeats (a width's base model
+   trained by both, each one's pruning trace per width) or waits.
+   ``--one-core`` adds one worker limited to one core (``TINYFRONT_THREADS=1``): two workers against
+   it is the scaling per core, apart from what one worker gains from a second core.
 2. Reuse: three precisions of one width (0.5, sparsity 0) evaluated with the base-model cache
    (trained once, reused by the other two) and without it (trained every time).
 
@@ -44,10 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna  # noqa: E402
 
+from search._lazy import THREADS_ENV  # noqa: E402
 from search.result import CandidateSpec  # noqa: E402
 from search.space import SearchSpace  # noqa: E402
 from search.study import StudyConfig  # noqa: E402
 from search.targets import get_target  # noqa: E402
+
+ONE_CORE = "1 worker on one core"
 
 
 class Run(NamedTuple):
@@ -62,6 +70,16 @@ class Run(NamedTuple):
     span: float  # seconds from the first trial's start to the last trial's end
     after: float  # seconds from the last trial's end to the search's return (the workers' exit)
     stages: dict[str, float]  # each build stage's seconds, summed over the built trials
+    workers: int
+
+    def per_built_trial(self) -> str:
+        """Worker seconds per built trial (workers x span / built), split by stage, the rest "other"."""
+        if not self.built:
+            return "no built trials"
+        total = self.workers * self.span / self.built
+        parts = {stage: spent / self.built for stage, spent in self.stages.items()}
+        parts["other"] = total - sum(parts.values())
+        return f"{total:.2f} s (" + ", ".join(f"{stage} {spent:.2f}" for stage, spent in parts.items()) + ")"
 
     @property
     def per_minute(self) -> float:
@@ -79,12 +97,19 @@ def _ratios(run: Run, one: Run) -> tuple[float, float, float]:
     return run.per_minute / one.per_minute, run.steady / one.steady, run.built_per_minute / one.built_per_minute
 
 
-def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str | None = None, seed: int = 0) -> Run:
+def run_workers(
+    args: argparse.Namespace,
+    out: Path,
+    workers: int,
+    storage: str | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Run:
     """One fresh study run with ``workers`` (steady state excludes TensorFlow's start-up and the first
-    base model's training)."""
+    base model's training); ``threads`` sets ``TINYFRONT_THREADS`` for the one-worker process."""
     from search.workers import run_search
 
-    folder = out / f"workers-{workers}{'-pg' if storage else ''}"
+    folder = out / f"workers-{workers}{'-pg' if storage else ''}{f'-threads-{threads}' if threads else ''}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = StudyConfig(
@@ -109,7 +134,16 @@ def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str 
         # A fresh process, as `tinyfront search` is: it imports TensorFlow and traces everything itself.
         # In this process a repeat would reuse the first run's import and pruning sessions.
         proc = multiprocessing.get_context("spawn").Process(target=run_search, args=(config, args.trials, 1))
-        proc.start()
+        before = os.environ.get(THREADS_ENV)
+        if threads:
+            os.environ[THREADS_ENV] = str(threads)  # the spawned process reads it before importing TensorFlow
+        try:
+            proc.start()
+        finally:
+            if threads and before is None:
+                del os.environ[THREADS_ENV]
+            elif threads:
+                os.environ[THREADS_ENV] = before
         proc.join()
         if proc.exitcode != 0:
             raise SystemExit(f"the 1-worker search failed (exit {proc.exitcode})")
@@ -139,6 +173,7 @@ def run_workers(args: argparse.Namespace, out: Path, workers: int, storage: str 
         span=(ends[-1] - starts[0]).total_seconds(),
         after=(ended - ends[-1]).total_seconds(),
         stages=stages,
+        workers=workers,
     )
 
 
@@ -198,6 +233,11 @@ def main() -> None:
         help="run N (from 0) uses study seed N, for one worker and two alike (default: seed 0 every run, so one "
         "worker draws the same points every run)",
     )
+    ap.add_argument(
+        "--one-core",
+        action="store_true",
+        help="also run one worker limited to one core (TINYFRONT_THREADS=1), and compare two workers with it",
+    )
     ap.add_argument("--skip-workers", action="store_true")
     ap.add_argument("--skip-reuse", action="store_true")
     args = ap.parse_args()
@@ -210,25 +250,42 @@ def main() -> None:
         f"{'default space' if args.full_space else 'widths 0.25-0.5, int8 / float32 / int16x8'}"
     )
     if not args.skip_workers:
-        runs = [("1 worker, SQLite", 1, None), ("2 workers, SQLite", 2, None)]
+        runs: list[tuple[str, int, str | None, int | None]] = [
+            ("1 worker, SQLite", 1, None, None),
+            ("2 workers, SQLite", 2, None, None),
+        ]
         if args.postgres:
-            runs.append(("2 workers, PostgreSQL", 2, args.postgres))
-        ratios: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in runs[1:]}
+            runs.append(("2 workers, PostgreSQL", 2, args.postgres, None))
+        if args.one_core:
+            runs.insert(1, (ONE_CORE, 1, None, 1))
+        ratios: dict[str, list[tuple[float, float, float]]] = {label: [] for label, *_ in runs if label != ONE_CORE}
+        per_core: list[float] = []
         for repeat in range(max(1, args.repeat)):
             done: dict[str, Run] = {}
-            for label, workers, storage in runs:
-                run = done[label] = run_workers(args, out, workers, storage, seed=repeat if args.seed_per_run else 0)
+            for label, workers, storage, threads in runs:
+                seed = repeat if args.seed_per_run else 0
+                run = done[label] = run_workers(args, out, workers, storage, seed=seed, threads=threads)
                 print(
                     f"run {repeat + 1}: {label:22s}: {run.trials} trials in {run.seconds:6.1f} s = "
                     f"{run.per_minute:5.2f} trials/min wall (start-up included), {run.steady:5.2f} trials/min "
                     f"steady state; {run.built} built ({run.reused} from kept pruned weights), "
                     f"{run.trials - run.built} repeats served; {run.before:.2f} s before the first trial, "
                     f"{run.span:.2f} s of trials, {run.after:.2f} s after the last; stages summed over the built "
-                    "trials: " + ", ".join(f"{stage} {spent:.1f} s" for stage, spent in run.stages.items())
+                    "trials: "
+                    + ", ".join(f"{stage} {spent:.1f} s" for stage, spent in run.stages.items())
+                    + f"; worker time per built trial {run.per_built_trial()}"
                 )
             one = done["1 worker, SQLite"]
+            if args.one_core:
+                two, alone = done["2 workers, SQLite"], done[ONE_CORE]
+                per_core.append(two.per_minute / alone.per_minute)
+                print(
+                    f"run {repeat + 1}: 2 workers, SQLite / {ONE_CORE}: x{per_core[-1]:.2f} wall, "
+                    f"x{two.built_per_minute / alone.built_per_minute:.2f} counting built trials only; "
+                    f"{ONE_CORE} / 1 worker: x{alone.per_minute / one.per_minute:.2f} wall"
+                )
             for label, run in done.items():
-                if label != "1 worker, SQLite":
+                if label not in ("1 worker, SQLite", ONE_CORE):
                     wall, steady, built = _ratios(run, one)
                     ratios[label].append((wall, steady, built))
                     print(
@@ -236,6 +293,8 @@ def main() -> None:
                         f"x{built:.2f} wall counting built trials only"
                     )
         if args.repeat > 1:
+            if per_core:
+                print(f"2 workers, SQLite / {ONE_CORE} over {len(per_core)} runs: wall median {_spread(per_core)}")
             for label, triples in ratios.items():
                 walls, steadies, builts = (list(column) for column in zip(*triples, strict=True))
                 print(

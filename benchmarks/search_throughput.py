@@ -258,7 +258,7 @@ def main() -> None:
             runs.append(("2 workers, PostgreSQL", 2, args.postgres, None))
         if args.one_core:
             runs.insert(1, (ONE_CORE, 1, None, 1))
-        ratios: dict[str, list[tuple[float, float, float]]] = {label: [] for label, *_ in runs if label != ONE_CORE}
+        ratios: dict[str, list[tuple[float, float, float]]] = {label: [] for label, workers, *_ in runs if workers > 1}
         per_core: list[float] = []
         for repeat in range(max(1, args.repeat)):
             done: dict[str, Run] = {}

@@ -3,9 +3,11 @@
 Every worker runs the same loop (:func:`optimize_until`): fail stale trials (heartbeat), count
 the trials that used the budget (``search.storage.counts_toward_budget``) plus those running in
 other workers, and run one more trial while that sum is below ``n_trials``. Counting the running
-trials keeps N workers from overshooting the budget; two workers that check within the same few
-milliseconds can still both start, so a study can end with ``n_trials + workers - 1`` trials at
-worst, never fewer. A RUNNING trial of a dead worker holds its slot until the heartbeat grace
+trials keeps N workers from overshooting the budget, and the study's trial-slot lock
+(:func:`search.storage.trial_slots`, held from the count until the new trial exists) keeps two
+workers that count at the same moment from both taking the last slot: on SQLite and PostgreSQL a
+study ends with exactly ``n_trials`` (other databases get no lock: ``n_trials + workers - 1`` at
+worst, never fewer). A RUNNING trial of a dead worker holds its slot until the heartbeat grace
 period fails it, then the slot is refilled.
 
 Seeds: worker ``i`` seeds its sampler with ``seed + 1000 * i + <trials already in the study>``, so
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from search import _lazy
 from search._lazy import THREADS_ENV
 from search.errors import ConfigError, StorageError, TinyfrontError
-from search.storage import counts_toward_budget, fail_stale, is_storage_fault, storage_fault
+from search.storage import counts_toward_budget, fail_stale, is_storage_fault, storage_fault, trial_slots
 from search.study import StudyConfig, create_or_load_study, make_objective, make_sampler
 
 if TYPE_CHECKING:
@@ -153,20 +155,28 @@ def _optimize_until(
 ) -> None:
     from optuna.trial import TrialState
 
-    while True:
-        fail_stale(study)
-        trials = study.get_trials(deepcopy=False)
-        done = sum(counts_toward_budget(t) for t in trials)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if done >= n_trials:
-            return
-        if done + running >= n_trials:
-            # Other workers (or a dead one, until its heartbeat grace period ends) hold the last slots.
-            time.sleep(wait_seconds)
-            continue
-        study.optimize(objective, n_trials=1, catch=(CandidateFault,), gc_after_trial=True)
-        if progress is not None:
-            progress(study_progress(study, n_trials))
+    with trial_slots(study) as slots:
+        while True:
+            # Held from the count until the trial exists (the objective releases it first): two
+            # workers looking at the last free slot at once would otherwise both take it.
+            slots.acquire()
+            try:
+                fail_stale(study)
+                trials = study.get_trials(deepcopy=False)
+                done = sum(counts_toward_budget(t) for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if done >= n_trials:
+                    return
+                if done + running >= n_trials:
+                    # Other workers (or a dead one, until its heartbeat grace period ends) hold the last slots.
+                    slots.release()
+                    time.sleep(wait_seconds)
+                    continue
+                study.optimize(slots.releasing(objective), n_trials=1, catch=(CandidateFault,), gc_after_trial=True)
+            finally:
+                slots.release()
+            if progress is not None:
+                progress(study_progress(study, n_trials))
 
 
 def _worker_seed(config: StudyConfig, study: optuna.Study, index: int) -> int:

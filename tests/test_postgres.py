@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_study import race_for_one_slot
 
 from search.data import load_demo
 from search.space import SearchSpace
@@ -128,7 +129,7 @@ def test_two_workers_share_one_study_on_postgres(postgres_url: str, tmp_path: Pa
     trials = optuna.load_study(study_name="pg", storage=make_storage(postgres_url)).trials
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials)))  # no duplicated or lost trial numbers
-    assert n_trials <= len(trials) <= n_trials + 1  # at most one overshoot when both start the last slot at once
+    assert len(trials) == n_trials  # the trial-slot lock: no overshoot when both look at the last slot at once
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials), [t.state.name for t in trials]
     assert sum(t.state.name == "COMPLETE" for t in trials) >= n_trials
     # every built trial has its own artifacts; a repeated candidate is served from its original's
@@ -140,3 +141,9 @@ def test_two_workers_share_one_study_on_postgres(postgres_url: str, tmp_path: Pa
             assert t.user_attrs["artifacts_dir"] == originals[t.user_attrs["duplicate_of"]]
     # Both worker processes ran trials of the one study.
     assert len({t.user_attrs["worker"] for t in trials}) == 2, [t.user_attrs["worker"] for t in trials]
+
+
+def test_two_workers_counting_the_last_slot_at_once_take_it_once_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """The PostgreSQL advisory lock: without it both racers create a trial (see test_study.py)."""
+    trials = race_for_one_slot(postgres_url, tmp_path)
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE")]

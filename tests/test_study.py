@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
+import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
@@ -368,10 +370,39 @@ def test_two_local_worker_processes_on_sqlite(tmp_path: Path, monkeypatch: pytes
     seen: list[int] = []
     study = run_search(config, n_trials=4, workers=2, progress=lambda p: seen.append(p.done))
     trials = study.trials
-    assert [t.number for t in trials] == list(range(len(trials))) and 4 <= len(trials) <= 5
+    assert [t.number for t in trials] == list(range(len(trials))) and len(trials) == 4
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert seen[-1] >= 4 and study.user_attrs["n_trials"] == 4
+
+
+def race_for_one_slot(url: str, tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    """Two processes (tests/slot_race.py) count a 1-trial study's trials at the same moment and wait
+    0.3 s before creating their trial; returns the study's trials once both have ended."""
+    optuna.create_study(study_name="race", storage=make_storage(url), directions=["maximize"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    start = time.time() + 8  # both have imported Optuna by then
+    racers = [
+        subprocess.Popen(
+            [sys.executable, str(TESTS / "slot_race.py"), url, str(start)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for racer in racers:
+        out, _ = racer.communicate(timeout=120)
+        assert racer.returncode == 0, out[-3000:]
+    return optuna.load_study(study_name="race", storage=make_storage(url)).trials
+
+
+def test_two_workers_counting_the_last_slot_at_once_take_it_once(tmp_path: Path) -> None:
+    """Without the trial-slot lock both racers create a trial (2 trials for a budget of 1)."""
+    trials = race_for_one_slot(f"sqlite:///{tmp_path / 'race.db'}", tmp_path)
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE")]
 
 
 @pytest.mark.slow

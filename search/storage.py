@@ -281,9 +281,10 @@ class TrialSlots:
         self.held = True
 
     def release(self) -> None:
-        if self.held and self._release is not None:
-            self._release()
-        self.held = False
+        if self.held:
+            self.held = False  # first: a release that fails (a lost database connection) is not retried
+            if self._release is not None:
+                self._release()
 
     def releasing(self, objective: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``objective``, releasing the lock first: Optuna calls it once the trial is in the storage."""
@@ -325,7 +326,7 @@ def trial_slots(study: optuna.Study) -> Iterator[TrialSlots]:
         name = f"tinyfront trial slots: {study.study_name}".encode()
         key = int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
         with engine.connect() as connection:
-            conn = connection.execution_options(isolation_level="AUTOCOMMIT")  # the lock outlives no transaction
+            conn = connection.execution_options(isolation_level="AUTOCOMMIT")  # no transaction left open meanwhile
 
             def lock() -> None:
                 conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})

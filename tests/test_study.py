@@ -399,6 +399,25 @@ def race_for_one_slot(url: str, tmp_path: Path) -> list[optuna.trial.FrozenTrial
     return optuna.load_study(study_name="race", storage=make_storage(url)).trials
 
 
+def test_a_trial_slot_lock_is_released_once_even_when_the_release_fails() -> None:
+    from search.storage import TrialSlots
+
+    calls: list[str] = []
+
+    def lost() -> None:
+        calls.append("release")
+        raise OSError("connection lost")
+
+    slots = TrialSlots(lambda: calls.append("acquire"), lost)
+    slots.acquire()
+    slots.acquire()  # already held: not taken twice
+    with pytest.raises(OSError):
+        slots.release()
+    slots.release()  # not held any more: the failed release is not tried again
+    assert calls == ["acquire", "release"] and not slots.held
+    assert slots.releasing(lambda trial: trial * 2)(21) == 42 and calls == ["acquire", "release"]
+
+
 def test_two_workers_counting_the_last_slot_at_once_take_it_once(tmp_path: Path) -> None:
     """Without the trial-slot lock both racers create a trial (2 trials for a budget of 1)."""
     trials = race_for_one_slot(f"sqlite:///{tmp_path / 'race.db'}", tmp_path)

@@ -78,8 +78,7 @@ def fine_tune_seconds(training: Any, data: Any, dense: Any, cache: Path, runs: i
     initial = plain.get_weights()
     for i in range(runs + 1):
         plain.set_weights(initial)
-        for var in plain.optimizer.variables:  # a fresh Adam, as a pruning session resets its own
-            var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
+        training.reset_optimizer(plain)  # a fresh Adam, as a pruning session resets its own
         batches = training.batches(x, y, settings.batch_size, settings.seed)
         t0 = time.perf_counter()
         plain.fit(batches, epochs=settings.finetune_epochs, verbose=0)

@@ -404,9 +404,7 @@ class _PruningSession:
         pairs = self._pairs(model)
         for outer, inner in pairs:
             inner.set_weights(outer.get_weights())
-        optimizer = self.wrapped.optimizer
-        for var in optimizer.variables:  # a fresh Adam: step 0, zero moments (the learning rate is not among them)
-            var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
+        reset_optimizer(self.wrapped)
         self.final_sparsity.assign(sparsity)
         self.wrapped.fit(
             batches(x_train, y_train, self.settings.batch_size, self.settings.seed),
@@ -416,6 +414,13 @@ class _PruningSession:
         )
         for outer, inner in pairs:
             outer.set_weights(inner.get_weights())
+
+
+def reset_optimizer(model: tf_keras.Model) -> None:
+    """Make ``model``'s compiled optimizer a fresh one again: step 0, zero moments (the learning rate
+    is not among its variables), without compiling (and so tracing) anew."""
+    for var in model.optimizer.variables:
+        var.assign(np.zeros(var.shape, dtype=var.dtype.as_numpy_dtype))
 
 
 def _weights_only_policy() -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_study import race_for_one_slot
+from test_study import race_for_one_slot, run_together
 
 from search.data import load_demo
 from search.space import SearchSpace
@@ -99,32 +99,8 @@ def test_two_workers_share_one_study_on_postgres(postgres_url: str, tmp_path: Pa
     study = create_or_load_study(config, load_demo())
     study.set_user_attr("n_trials", n_trials)  # what `tinyfront search` records; workers read it
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), TF_CPP_MIN_LOG_LEVEL="2")
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "explorer.cli",
-                "worker",
-                "--study",
-                "pg",
-                "--storage",
-                postgres_url,
-                "--index",
-                str(i),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for i in (1, 2)
-    ]
-    for w in workers:
-        out, _ = w.communicate(timeout=400)
-        assert w.returncode == 0, out[-3000:]
+    worker = [sys.executable, "-m", "explorer.cli", "worker", "--study", "pg", "--storage", postgres_url, "--index"]
+    run_together([[*worker, "1"], [*worker, "2"]], tmp_path, timeout=400)
 
     trials = optuna.load_study(study_name="pg", storage=make_storage(postgres_url)).trials
     numbers = [t.number for t in trials]

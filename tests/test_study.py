@@ -376,26 +376,26 @@ def test_two_local_worker_processes_on_sqlite(tmp_path: Path, monkeypatch: pytes
     assert seen[-1] >= 4 and study.user_attrs["n_trials"] == 4
 
 
+def run_together(commands: list[list[str]], cwd: Path, timeout: float) -> list[str]:
+    """Start every command at once (the repository and tests/ importable), wait for them all and
+    check each exited with 0; returns their outputs (stdout and stderr together)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]), TF_CPP_MIN_LOG_LEVEL="2")
+    procs = [
+        subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for command in commands
+    ]
+    outputs = [proc.communicate(timeout=timeout)[0] for proc in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+    return outputs
+
+
 def race_for_one_slot(url: str, tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     """Two processes (tests/slot_race.py) count a 1-trial study's trials at the same moment and wait
     0.3 s before creating their trial; returns the study's trials once both have ended."""
     optuna.create_study(study_name="race", storage=make_storage(url), directions=["maximize"])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
     start = time.time() + 8  # both have imported Optuna by then
-    racers = [
-        subprocess.Popen(
-            [sys.executable, str(TESTS / "slot_race.py"), url, str(start)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for _ in range(2)
-    ]
-    for racer in racers:
-        out, _ = racer.communicate(timeout=120)
-        assert racer.returncode == 0, out[-3000:]
+    run_together([[sys.executable, str(TESTS / "slot_race.py"), url, str(start)]] * 2, tmp_path, timeout=120)
     return optuna.load_study(study_name="race", storage=make_storage(url)).trials
 
 

@@ -43,6 +43,7 @@ import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -134,16 +135,9 @@ def run_workers(
         # A fresh process, as `tinyfront search` is: it imports TensorFlow and traces everything itself.
         # In this process a repeat would reuse the first run's import and pruning sessions.
         proc = multiprocessing.get_context("spawn").Process(target=run_search, args=(config, args.trials, 1))
-        before = os.environ.get(THREADS_ENV)
-        if threads:
-            os.environ[THREADS_ENV] = str(threads)  # the spawned process reads it before importing TensorFlow
-        try:
+        # the spawned process reads TINYFRONT_THREADS before importing TensorFlow; put back after its start
+        with mock.patch.dict(os.environ, {THREADS_ENV: str(threads)} if threads else {}):
             proc.start()
-        finally:
-            if threads and before is None:
-                del os.environ[THREADS_ENV]
-            elif threads:
-                os.environ[THREADS_ENV] = before
         proc.join()
         if proc.exitcode != 0:
             raise SystemExit(f"the 1-worker search failed (exit {proc.exitcode})")

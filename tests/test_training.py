@@ -300,3 +300,54 @@ def test_a_work_copy_is_kept_per_base_and_thread_and_starts_from_the_base_weight
     training.clear_cache(tmp_path)
     assert not training._WORK_COPIES.items and training.work_copy(base) is not copy
     training.clear_cache(tmp_path)
+
+
+def _live_training_steps() -> int:
+    """Traced Keras training steps (``train_function`` graphs) still alive in this process."""
+    import gc
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    gc.collect()
+    return sum(isinstance(o, FuncGraph) and o.name == "train_function" for o in gc.get_objects())
+
+
+@pytest.mark.slow
+def test_a_finished_fit_leaves_no_traced_step_behind() -> None:
+    """TensorFlow keeps every traced training step alive through a gradient closure it registers
+    globally (tensorflow#97697); a search traces one per quantisation-aware candidate. After the fit
+    the closures are released, so a dropped model's step is freed, and later fits still train."""
+    from search.data import load_demo
+    from search.families import build_model
+
+    data = load_demo(seed=0)
+    settings = training.TrainSettings(epochs=1, finetune_epochs=1, seed=0)
+    base = build_model("mobilenet_v1", (8, 8, 1), data.num_classes, 0.25, seed=0)
+    registry = training._gradient_registry()
+    assert registry is not None  # this TensorFlow keeps them where the release looks
+
+    def qat_accuracy() -> float:
+        model = training.quantize_aware(training.clone(base), data.x_train, data.y_train, settings, keep_sparsity=False)
+        return training.keras_accuracy(model, data.x_val, data.y_val)
+
+    first = qat_accuracy()
+    names, steps = set(registry), _live_training_steps()
+    again = [qat_accuracy() for _ in range(3)]
+    assert _live_training_steps() == steps  # three more traced steps, all freed (3 more without the release)
+    assert set(registry) == names
+    assert again == pytest.approx([first] * 3, abs=0.01)  # the later fits trained as the first did
+
+
+def test_gradient_closures_are_released_when_no_fit_is_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit in another thread may still be tracing: what fits registered is removed only when the
+    last running fit ends, and only the ``tf.custom_gradient`` names they registered."""
+    registry: dict[str, object] = {"CustomGradient-1": 1, "Conv2D": 2}
+    monkeypatch.setattr(training, "_gradient_registry", lambda: registry)
+    with training.gradient_closures_released():
+        registry["CustomGradient-2"] = 3
+        with training.gradient_closures_released():  # a second fit running meanwhile
+            registry["CustomGradient-3"] = 4
+            registry["MyOp"] = 5
+        assert "CustomGradient-3" in registry  # the first fit may still be tracing: kept
+    assert registry == {"CustomGradient-1": 1, "Conv2D": 2, "MyOp": 5}
+    assert not training._closures_to_release and training._fits_running == 0

@@ -178,6 +178,36 @@ def test_objects_alive_before_the_trials_are_left_out_of_collections_while_they_
         gc.unfreeze()
 
 
+def test_what_a_trial_leaves_alive_is_frozen_and_freed_by_the_next_whole_heap_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trial's survivors (a cache entry) are left out of the collections after the next trials;
+    one that becomes garbage later (the entry evicted) is freed by the collection of the whole heap."""
+    from search import workers
+
+    monkeypatch.setattr(workers, "FULL_COLLECTION_EVERY", 3)
+    space = SearchSpace().resolved(get_target("nucleo-f446re"))
+    cache: list[_Node] = []
+    kept: list[weakref.ref[_Node]] = []
+    seen: list[bool] = []
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        if trial.number == 0:
+            cache.append(_Node())  # kept by the "cache": survives this trial's collection
+            kept.append(weakref.ref(cache[0]))
+        elif trial.number == 1:
+            cache.clear()  # evicted: cyclic garbage, but frozen
+        else:
+            seen.append(kept[0]() is not None)
+        return _synthetic(trial, space)
+
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("random", 0))
+    optimize_until(study, objective, 5)
+    # trial 2: still there (the collection after trial 1 left it out); trials 3, 4: freed after trial 3
+    assert seen == [True, False, False]
+    assert gc.get_freeze_count() == 0
+
+
 _EXIT_PROBE = """
 import atexit, gc, logging, sys
 handler = logging.FileHandler(sys.argv[1], delay=True)

@@ -463,8 +463,9 @@ def gradient_closures_released() -> Iterator[None]:
         with _FITS_LOCK:
             _fits_running -= 1
             if registry is not None:
+                # list(): one step under the GIL, while another thread may register a closure
                 _closures_to_release.update(
-                    name for name in registry if name.startswith(CUSTOM_GRADIENT_PREFIX) and name not in before
+                    name for name in list(registry) if name.startswith(CUSTOM_GRADIENT_PREFIX) and name not in before
                 )
                 if not _fits_running:
                     for name in _closures_to_release:

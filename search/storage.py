@@ -254,6 +254,12 @@ def fail_reason(trial: FrozenTrial) -> str | None:
     return str(trial.user_attrs.get(FAIL_REASON_KEY, INTERRUPTED_REASON))
 
 
+def storage_backend(study: optuna.Study) -> Any:
+    """The storage behind ``study``: the RDB storage itself (with its ``url`` and ``engine``), not
+    Optuna's cache that wraps it."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
 def fail_stale(study: optuna.Study) -> None:
     """Fail RUNNING trials whose worker stopped beating (no-op without heartbeats)."""
     import optuna
@@ -304,7 +310,7 @@ def trial_slots(study: optuna.Study) -> Iterator[TrialSlots]:
     PostgreSQL: ``pg_advisory_lock`` on a connection of its own, keyed by the study name (the
     server drops it with the connection). Any other storage, or a system without ``fcntl``: no lock.
     """
-    backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps the RDB storage
+    backend = storage_backend(study)
     url = str(getattr(backend, "url", ""))
     path = _sqlite_path(url)
     if path is not None:

@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 from search import _lazy
 from search._lazy import THREADS_ENV
 from search.errors import ConfigError, StorageError, TinyfrontError
-from search.storage import counts_toward_budget, fail_stale, is_storage_fault, storage_fault, trial_slots
+from search.storage import (
+    counts_toward_budget,
+    fail_stale,
+    is_storage_fault,
+    storage_backend,
+    storage_fault,
+    trial_slots,
+)
 from search.study import StudyConfig, create_or_load_study, make_objective, make_sampler
 
 if TYPE_CHECKING:
@@ -141,8 +148,7 @@ def optimize_until(
         raise
     except Exception as exc:
         if is_storage_fault(exc):
-            backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps the RDB storage
-            raise storage_fault(exc, str(getattr(backend, "url", "the storage"))) from exc
+            raise storage_fault(exc, str(getattr(storage_backend(study), "url", "the storage"))) from exc
         raise
 
 

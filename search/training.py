@@ -138,6 +138,22 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Any:
     return pipeline.with_options(options)
 
 
+def _fit(
+    model: tf_keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: TrainSettings,
+    epochs: int,
+    callbacks: Sequence[Any] = (),
+) -> None:
+    """Every ``fit`` of this module: ``epochs`` over :func:`batches`, with the gradient closures its
+    trace registered released afterwards (:func:`gradient_closures_released`)."""
+    with gradient_closures_released():
+        model.fit(
+            batches(x, y, settings.batch_size, settings.seed), epochs=epochs, callbacks=list(callbacks), verbose=0
+        )
+
+
 def keras_accuracy(model: tf_keras.Model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
     """Top-1 accuracy of a Keras model (the reference the deployed artifact is compared with).
 
@@ -183,8 +199,7 @@ def train_base(
     model = build_model(family, shape, num_classes, width, seed=settings.seed, depth=depth)  # type: ignore[arg-type]
     _compile(model, settings.learning_rate)
     _build_for_fit(model, x_train, y_train)
-    with gradient_closures_released():
-        model.fit(batches(x_train, y_train, settings.batch_size, settings.seed), epochs=settings.epochs, verbose=0)
+    _fit(model, x_train, y_train, settings, settings.epochs)
     if cached is not None:
         _keep_base(cached, model, _save_with_digest(cached, model.save))
     return model, False
@@ -408,13 +423,14 @@ class _PruningSession:
             inner.set_weights(outer.get_weights())
         reset_optimizer(self.wrapped)
         self.final_sparsity.assign(sparsity)
-        with gradient_closures_released():
-            self.wrapped.fit(
-                batches(x_train, y_train, self.settings.batch_size, self.settings.seed),
-                epochs=max(1, self.settings.finetune_epochs),
-                callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), *callbacks],
-                verbose=0,
-            )
+        _fit(
+            self.wrapped,
+            x_train,
+            y_train,
+            self.settings,
+            max(1, self.settings.finetune_epochs),
+            [tfmot.sparsity.keras.UpdatePruningStep(), *callbacks],
+        )
         for outer, inner in pairs:
             outer.set_weights(inner.get_weights())
 
@@ -679,13 +695,7 @@ def quantize_aware(
         raise CandidateError(f"quantisation-aware training is not possible for this model: {exc}") from exc
     _compile(qat, settings.learning_rate / 4)
     _build_for_fit(qat, x_train, y_train)
-    with gradient_closures_released():
-        qat.fit(
-            batches(x_train, y_train, settings.batch_size, settings.seed),
-            epochs=max(1, settings.finetune_epochs),
-            callbacks=list(callbacks),
-            verbose=0,
-        )
+    _fit(qat, x_train, y_train, settings, max(1, settings.finetune_epochs), callbacks)
     return qat
 
 

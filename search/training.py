@@ -10,6 +10,10 @@ SHA-256 equals the digest written beside it (``<key>.keras.sha256``) when it was
 else (an HDF5 file, a file changed after saving, a digest missing) is a cache miss: a warning is
 logged and the base model is trained again and saved over it.
 
+One base model is trained once per cache folder, whatever the number of workers: a worker that
+misses the cache takes ``<key>.keras.lock`` beside it (``flock``) for its training and save, and a
+worker that needs the same base model meanwhile waits for that file instead of training it too.
+
 The weights a pruning fine-tune ends with are kept per (base model's weights, training settings,
 data shape, sparsity): in memory, and in ``<cache folder>/pruned/<hash>.npz`` with a SHA-256 beside
 it, read only with ``allow_pickle=False`` and only when the digest matches. A candidate of the same
@@ -182,27 +186,77 @@ def train_base(
     """Train (or load from ``cache_dir``) the base model. Returns (model, reused).
 
     With ``cache_dir`` the model is also kept in memory (:func:`_kept_base`) and the same object is
-    returned to later calls in this process: clone it (:func:`clone`) before changing it.
+    returned to later calls in this process: clone it (:func:`clone`) before changing it. A miss is
+    trained under :func:`_training_lock`: while another worker trains the same model this call waits
+    for it and returns that worker's model (reused), so its time includes the wait.
     """
-    keras = _lazy.keras()
     from search.families import build_model
 
+    def train() -> tf_keras.Model:
+        _lazy.keras().utils.set_random_seed(settings.seed)
+        shape = tuple(int(d) for d in x_train.shape[1:])
+        model = build_model(family, shape, num_classes, width, seed=settings.seed, depth=depth)  # type: ignore[arg-type]
+        _compile(model, settings.learning_rate)
+        _build_for_fit(model, x_train, y_train)
+        _fit(model, x_train, y_train, settings, settings.epochs)
+        return model
+
     cached = cache_dir / f"{key}.keras" if cache_dir is not None and key else None
-    if cached is not None and cached.exists():
-        model = _kept_base(cached)
-        if model is None and (model := load_cached(cached)) is not None:
-            _keep_base(cached, model, file_sha256(cached))
-        if model is not None:
-            return model, True
-    keras.utils.set_random_seed(settings.seed)
-    shape = tuple(int(d) for d in x_train.shape[1:])
-    model = build_model(family, shape, num_classes, width, seed=settings.seed, depth=depth)  # type: ignore[arg-type]
-    _compile(model, settings.learning_rate)
-    _build_for_fit(model, x_train, y_train)
-    _fit(model, x_train, y_train, settings, settings.epochs)
-    if cached is not None:
+    if cached is None:
+        return train(), False
+    seen = _file_state(cached)
+    if seen is not None and (model := _cached_base(cached)) is not None:
+        return model, True
+    with _training_lock(cached):
+        if _file_state(cached) != seen and (model := _cached_base(cached)) is not None:
+            return model, True  # another worker trained it while this one waited (or before it asked)
+        model = train()
         _keep_base(cached, model, _save_with_digest(cached, model.save))
     return model, False
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, modification time in ns) of ``path``, or None when it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _cached_base(cached: Path) -> tf_keras.Model | None:
+    """The base model in the cache file ``cached`` (kept in memory, else loaded with its checks), or None."""
+    model = _kept_base(cached)
+    if model is None and (model := load_cached(cached)) is not None:
+        _keep_base(cached, model, file_sha256(cached))
+    return model
+
+
+@contextmanager
+def _training_lock(cached: Path) -> Iterator[None]:
+    """Hold ``<cached>.lock`` (``flock``, exclusive) while this worker trains and saves ``cached``.
+
+    When another worker holds it, that worker is training the same base model: this one logs that it
+    waits and blocks until the lock is free (the kernel frees it when its holder ends, killed or
+    not). Threads of one process exclude each other too: each opens the file itself. On a system
+    without ``fcntl`` there is no lock and two workers may both train.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{cached}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("base model %s is being trained by another worker: waiting for it", cached.name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the lock too
 
 
 def _keep_base(cached: Path, model: tf_keras.Model, digest: str) -> None:

@@ -269,6 +269,93 @@ def test_a_cached_base_model_is_kept_in_memory_while_its_file_is_unchanged(
     training.clear_cache(tmp_path)
 
 
+def test_two_workers_needing_one_base_model_train_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads asking for the same uncached base model at the same moment: one trains it, the
+    other waits for it and gets it, and the model is trained once."""
+    import threading
+
+    x = np.random.default_rng(4).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.arange(64) % 4
+    settings = training.TrainSettings(1, 1, 32, 1e-3, 0)
+    trainings: list[int] = []  # the base model's fit is the only one in train_base
+    fit = training._fit
+    monkeypatch.setattr(training, "_fit", lambda *a: trainings.append(1) or fit(*a))
+    start = threading.Barrier(2)
+    got: list[tuple[object, bool]] = []
+
+    def worker() -> None:
+        start.wait()
+        got.append(training.train_base("mobilenet_v1", 0.25, x, y, 4, settings, cache_dir=tmp_path, key="k"))
+
+    training.clear_cache(tmp_path)
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(trainings) == 1
+    assert sorted(reused for _, reused in got) == [False, True]
+    assert got[0][0] is got[1][0]  # the waiter gets the model the other thread kept
+    assert training.digest_path(tmp_path / "k.keras").read_text().strip() == training.file_sha256(tmp_path / "k.keras")
+    training.clear_cache(tmp_path)
+
+
+def test_a_worker_waits_for_the_base_model_another_process_is_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While another process holds a base model's training lock, a worker that needs the model waits,
+    says so, and loads what that process saved instead of training it itself."""
+    import subprocess
+    import sys
+    import time
+
+    x = np.random.default_rng(5).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    y = np.arange(64) % 4
+    settings = training.TrainSettings(1, 1, 32, 1e-3, 0)
+    made, cache = tmp_path / "made", tmp_path / "cache"
+    training.clear_cache(made)
+    trained, _ = training.train_base("mobilenet_v1", 0.25, x, y, 4, settings, cache_dir=made, key="k")
+    training._BASE_MODELS.clear()
+    cache.mkdir()
+    # The other "worker": takes the lock, holds it 1.5 s, then saves the model as train_base does
+    # (digest first, then the model, each moved into place) and exits.
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, shutil, sys, time\n"
+            "made, cache = sys.argv[1], sys.argv[2]\n"
+            "fd = os.open(os.path.join(cache, 'k.keras.lock'), os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(1.5)\n"
+            "for name in ('k.keras.sha256', 'k.keras'):\n"
+            "    shutil.copy(os.path.join(made, name), os.path.join(cache, name + '.tmp'))\n"
+            "    os.replace(os.path.join(cache, name + '.tmp'), os.path.join(cache, name))\n",
+            str(made),
+            str(cache),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdout.readline().strip() == "locked"
+    trainings: list[int] = []  # the base model's fit is the only one in train_base
+    fit = training._fit
+    monkeypatch.setattr(training, "_fit", lambda *a: trainings.append(1) or fit(*a))
+    t0 = time.monotonic()
+    with caplog.at_level("INFO", logger="search.training"):
+        model, reused = training.train_base("mobilenet_v1", 0.25, x, y, 4, settings, cache_dir=cache, key="k")
+    waited = time.monotonic() - t0
+    assert other.wait(timeout=30) == 0
+    assert reused and not trainings
+    assert waited >= 1.0
+    assert "being trained by another worker: waiting for it" in caplog.text
+    for a, b in zip(model.get_weights(), trained.get_weights(), strict=True):  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(a, b)
+    training.clear_cache(cache)
+    training.clear_cache(made)
+
+
 def test_a_work_copy_is_kept_per_base_and_thread_and_starts_from_the_base_weights(tmp_path: Path) -> None:
     """Pruned and quantisation-aware candidates start from a copy of the base that is cloned once per
     base and thread and gets the base's weights set again on every later call."""
